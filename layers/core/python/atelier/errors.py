@@ -1,0 +1,21 @@
+"""The one rejection type of the core, and the reason codes it carries."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Reason = Literal["too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt"]
+REASONS: tuple[Reason, ...] = ("too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt")
+
+
+class ImageRejected(Exception):
+    """An input that will never render, whatever the retry: the reason says why."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason: Reason = reason
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        """The reason and message, as recorded in a status item."""
+        return {"reason": self.reason, "message": self.message}
