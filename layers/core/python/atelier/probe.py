@@ -115,8 +115,7 @@ def probe(head: bytes, total_size: int | None = None) -> ImageInfo:
     else:
         raise ImageRejected(
             "unsupported_format",
-            f"detected {kind}; only JPEG, PNG and WebP are accepted (the format is read from the "
-            "file's bytes, not its name or Content-Type)",
+            f"detected {kind}; only JPEG, PNG and WebP images are accepted",
         )
     if info.width <= 0 or info.height <= 0:
         raise ImageRejected("corrupt", f"{kind} header gives a size of {info.width}x{info.height}")

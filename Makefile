@@ -1,0 +1,58 @@
+# Atelier: `make run` (the main job on the local stack) and `make test` set themselves up on first use.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+SAM_VENV := .tools/sam
+SAM      := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: run test setup lint typecheck validate build unit integration bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The SAM CLI pins its own boto3/botocore; it lives in a virtualenv of its own.
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.170.0'
+	touch $@
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+validate: setup
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml
+
+# Lambda artifacts for python3.12 / manylinux x86_64, built with pip (no Docker): the Makefiles in
+# layers/core, layers/deps and functions hold the build-<LogicalId> targets.
+build: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit tests/golden
+
+integration: $(VENV)/.installed
+	$(BIN)/pytest tests/integration
+
+test: setup lint typecheck validate build
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/npr.py --quick
+
+clean:
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The one place that builds AWS clients and plugs the adapters into the core.
+
+Endpoints come from the standard ``AWS_ENDPOINT_URL*`` variables, so the same code runs against real AWS,
+LocalStack, or the local stack of :mod:`atelier.local`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from atelier.aws.s3 import S3ObjectStore
+from atelier.aws.status import DynamoStatusStore
+from atelier.config import AppConfig
+
+# Standard retry mode retries throttling and 5xx with backoff; what is left after it reaches the handler
+# as a TransientStoreError and Lambda's own retries take over.
+CLIENT_CONFIG = Config(
+    retries={"max_attempts": 4, "mode": "standard"},
+    connect_timeout=3,
+    read_timeout=20,
+    s3={"addressing_style": os.environ.get("ATELIER_S3_ADDRESSING_STYLE", "auto")},
+)
+
+
+@dataclass
+class Adapters:
+    """The store adapters and the raw clients they wrap, built once per container."""
+
+    config: AppConfig
+    s3: Any
+    dynamodb: Any
+    store: S3ObjectStore
+    status: DynamoStatusStore
+
+
+def build(config: AppConfig | None = None) -> Adapters:
+    """Build clients and adapters from the environment."""
+    config = config or AppConfig.from_env()
+    session = boto3.session.Session()
+    s3 = session.client("s3", config=CLIENT_CONFIG)
+    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG)
+    return Adapters(
+        config=config,
+        s3=s3,
+        dynamodb=dynamodb,
+        store=S3ObjectStore(s3, config.bucket),
+        status=DynamoStatusStore(dynamodb, config.status_table),
+    )

@@ -1,0 +1,189 @@
+"""The ``atelier`` command: stylize and inspect photos locally; run and drive the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from atelier import gallery, styles
+from atelier.decode import decode
+from atelier.encode import encode
+from atelier.errors import ImageRejected
+from atelier.limits import Limits
+from atelier.probe import EXTENSIONS, FORMATS, ImageInfo, probe_reader
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _read_head(path: Path, limits: Limits) -> ImageInfo:
+    """Probe a file reading only as much of it as the header needs."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+
+        def read(n: int) -> bytes:
+            fh.seek(0)
+            return fh.read(n)
+
+        return probe_reader(read, size, limits)
+
+
+def parse_styles(spec: str) -> list[str]:
+    """``all`` or a comma-separated list of known style names."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names or names == ["all"]:
+        return list(styles.CPU_STYLES)
+    for name in names:
+        styles.get(name)
+    return names
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    file: str
+    style: str
+    size: str
+    ms: float
+    output: str = ""
+    error: str = ""
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    """Render each photo in each style into OUTDIR."""
+    limits = Limits.from_env()
+    try:
+        names = parse_styles(args.style)
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        return 2
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    entries: list[gallery.Entry] = []
+    rejected = 0
+    paths = [Path(p) for p in args.photos]
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal and not args.progress,
+    ) as progress:
+        task = progress.add_task("stylizing", total=len(paths) * len(names))
+        for path in paths:
+            entry = gallery.Entry(path.name)
+            entries.append(entry)
+            try:
+                info = _read_head(path, limits)
+                t0 = time.perf_counter()
+                decoded = decode(path.read_bytes(), limits, info)
+                decode_ms = (time.perf_counter() - t0) * 1000
+            except (ImageRejected, OSError) as exc:
+                rejected += 1
+                reason = f"{exc.reason}: {exc.message}" if isinstance(exc, ImageRejected) else str(exc)
+                rows.append(Row(path.name, "-", "-", 0.0, error=reason))
+                entry.tiles.append(gallery.Tile("rejected", note=reason, failed=True))
+                progress.advance(task, len(names))
+                continue
+            fmt = info.format if args.format == "same" else args.format
+            if args.gallery:
+                original = out_dir / "originals" / path.name
+                original.parent.mkdir(exist_ok=True)
+                shutil.copyfile(path, original)
+                entry.original = f"originals/{path.name}"
+            for name in names:
+                progress.update(task, description=f"{path.name} · {name}")
+                t0 = time.perf_counter()
+                art = styles.get(name).render(decoded.bgr)
+                body = encode(art, fmt, alpha=decoded.alpha)
+                ms = (time.perf_counter() - t0) * 1000 + decode_ms / len(names)
+                target = out_dir / f"{path.stem}.{name}.{EXTENSIONS[fmt]}"
+                target.write_bytes(body)
+                size = f"{art.shape[1]}x{art.shape[0]}"
+                rows.append(Row(path.name, name, size, ms, str(target)))
+                entry.tiles.append(gallery.Tile(name, target.name, f"{size} · {ms:.0f} ms"))
+                progress.advance(task)
+    table = Table(title="atelier stylize")
+    for col in ("file", "style", "size", "ms", "result"):
+        table.add_column(col, justify="right" if col == "ms" else "left")
+    for r in rows:
+        result = f"[red]rejected: {r.error}[/red]" if r.error else r.output
+        table.add_row(r.file, r.style, r.size, f"{r.ms:.0f}" if not r.error else "-", result)
+    console.print(table)
+    if args.gallery:
+        index = gallery.write(out_dir, entries, "Atelier · stylize")
+        console.print(f"gallery: {index}")
+    if rejected:
+        err_console.print(f"[red]{rejected} of {len(paths)} file(s) rejected[/red]")
+        return 1
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print format, header size and verdict per file; a rejected file is never decoded."""
+    limits = Limits.from_env()
+    table = Table(title="atelier inspect")
+    for col in ("file", "format", "width", "height", "verdict"):
+        table.add_column(col)
+    worst = 0
+    for name in args.photos:
+        path = Path(name)
+        try:
+            info = _read_head(path, limits)
+        except ImageRejected as exc:
+            table.add_row(path.name, "-", "-", "-", f"[red]{exc.reason}[/red]: {exc.message}")
+            worst = 1
+            continue
+        except OSError as exc:
+            table.add_row(path.name, "-", "-", "-", f"[red]unreadable[/red]: {exc.strerror}")
+            worst = 1
+            continue
+        w, h = info.display_size
+        table.add_row(path.name, info.format, str(w), str(h), "[green]accepted[/green]")
+    console.print(table)
+    return worst
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="atelier", description="Photos into art, locally or on AWS Lambda.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stylize", help="render photos in the CPU styles into a folder")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("--style", "-s", default="all", help="comma-separated styles, or all (default)")
+    p.add_argument("--output", "-o", required=True, metavar="OUTDIR")
+    p.add_argument("--format", "-f", default="same", choices=("same", *FORMATS), help="output format")
+    p.add_argument("--gallery", action="store_true", help="also write OUTDIR/index.html")
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("inspect", help="format, size and verdict of each photo, from its header alone")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``atelier`` console script."""
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Render one incoming object in one style, through the ports: no AWS here, only what the adapters give."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from atelier import keys
+from atelier.decode import decode
+from atelier.encode import CONTENT_TYPES, encode
+from atelier.errors import ImageRejected
+from atelier.limits import Limits
+from atelier.probe import probe_reader
+from atelier.storage import NotFound, ObjectStore, StatusStore
+
+Renderer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StyleJob:
+    """One style to apply: its name, a fingerprint of its version and parameters, and the renderer."""
+
+    name: str
+    fingerprint: str
+    render: Renderer
+
+
+@dataclass
+class Outcome:
+    """What became of one (object, style): the fields of its status item."""
+
+    state: str  # done | rejected | skipped
+    style: str
+    image_id: str = ""
+    source_key: str = ""
+    owner: str = ""
+    output_key: str = ""
+    format: str = ""
+    size_bytes: int = 0
+    width: int = 0
+    height: int = 0
+    input_width: int = 0
+    input_height: int = 0
+    reason: str = ""
+    message: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict without empty fields."""
+        return {k: v for k, v in asdict(self).items() if v not in ("", 0, {}, None)}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.marks[name] = round((now - self.last) * 1000.0, 1)
+        self.last = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.marks, "total": round((time.perf_counter() - self.start) * 1000.0, 1)}
+
+
+def render_object(
+    store: ObjectStore,
+    status: StatusStore,
+    key: str,
+    etag: str,
+    job: StyleJob,
+    limits: Limits,
+    all_styles: tuple[str, ...],
+    expires_at: int | None = None,
+) -> Outcome:
+    """Render ``key`` (the version whose ETag is ``etag``) with ``job``; record the status item.
+
+    An input that can never render ends ``rejected`` with its reason and returns normally, so it is not
+    retried. Store errors propagate: the caller decides whether to retry.
+    """
+    clock = _Clock()
+    try:
+        head = store.head(key)
+    except NotFound:
+        return Outcome("skipped", job.name, source_key=key, message="the object was deleted before it was read")
+    if etag and head.etag != etag:
+        return Outcome("skipped", job.name, source_key=key, message="the object was replaced; the newer upload renders")
+    upload = keys.describe(key, head.etag, head.metadata, all_styles)
+    if job.name not in upload.styles:
+        return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
+    outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner)
+
+    def record(o: Outcome) -> Outcome:
+        item = {**o.as_dict(), "style_fingerprint": job.fingerprint, "updated_at": int(time.time())}
+        if expires_at:
+            item["expires_at"] = expires_at
+        status.put_status(o.image_id, o.style, item)
+        return o
+
+    record(outcome)
+    try:
+        info = probe_reader(lambda n: store.read_range(key, 0, n), head.size, limits)
+        outcome.input_width, outcome.input_height = info.display_size
+        clock.mark("probe")
+        data = store.read(key, expected_etag=head.etag)
+        clock.mark("read")
+        decoded = decode(data, limits, info)
+        del data
+        clock.mark("decode")
+        art = job.render(decoded.bgr)
+        clock.mark("render")
+        body = encode(art, info.format, alpha=decoded.alpha)
+        clock.mark("encode")
+    except ImageRejected as rejected:
+        outcome.state, outcome.reason, outcome.message = "rejected", rejected.reason, rejected.message
+        outcome.timings_ms = clock.total()
+        return record(outcome)
+    out_key = keys.render_key(upload.image_id, job.name, info.format)
+    store.put(
+        out_key,
+        body,
+        CONTENT_TYPES[info.format],
+        {"image-id": upload.image_id, "style": job.name, "style-fingerprint": job.fingerprint},
+    )
+    clock.mark("write")
+    outcome.state = "done"
+    outcome.output_key = out_key
+    outcome.format = info.format
+    outcome.size_bytes = len(body)
+    outcome.height, outcome.width = int(art.shape[0]), int(art.shape[1])
+    outcome.timings_ms = clock.total()
+    return record(outcome)

@@ -1,0 +1,74 @@
+"""Ports: the object store and the status store the core talks to, and the errors adapters raise.
+
+Adapters (S3, DynamoDB) live in :mod:`atelier.aws` and turn the SDK's errors into these; in-memory fakes
+in the unit tests implement the same Protocols, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """A store refused a request for a reason that a retry will not change."""
+
+
+class TransientStoreError(StoreError):
+    """Throttling, a timeout or a 5xx: the same request may well succeed later."""
+
+
+class NotFound(StoreError):
+    """The object or item does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What HeadObject says of an object."""
+
+    key: str
+    size: int
+    etag: str
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStore(Protocol):
+    """The few object-store calls the pipeline needs."""
+
+    def head(self, key: str) -> ObjectHead:
+        """Size, ETag and user metadata of ``key``; NotFound if absent."""
+        ...
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes ``start`` .. ``start + length - 1`` of ``key`` (fewer at the end of the object)."""
+        ...
+
+    def read(self, key: str, expected_etag: str | None = None) -> bytes:
+        """The whole object; with ``expected_etag``, NotFound if it has been replaced meanwhile."""
+        ...
+
+    def put(self, key: str, body: bytes, content_type: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Write ``key``."""
+        ...
+
+    def copy(self, source_key: str, dest_key: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Server-side copy (no bytes pass through the caller); NotFound if the source is gone."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        ...
+
+
+class StatusStore(Protocol):
+    """One status item per (image, style)."""
+
+    def put_status(self, image_id: str, style: str, item: Mapping[str, Any]) -> None:
+        """Create or replace the status of ``style`` for ``image_id``."""
+        ...
+
+    def get_status(self, image_id: str) -> list[dict[str, Any]]:
+        """Every item of ``image_id`` (one per style, plus the image's own record if it has one)."""
+        ...
