@@ -73,6 +73,8 @@ def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = N
     try:
         img = cv2.imdecode(buf, flags)
     except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE" in str(exc):  # OpenCV's own limit: the second line of defence held
+            raise ImageRejected("too_many_pixels", "the image data is larger than its header says") from exc
         raise ImageRejected("corrupt", f"the {info.format.upper()} data could not be decoded") from exc
     if img is None or img.size == 0:
         raise ImageRejected("corrupt", f"the {info.format.upper()} data could not be decoded")

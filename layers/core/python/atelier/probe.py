@@ -106,12 +106,14 @@ def sniff(head: bytes) -> str:
 def probe(head: bytes, total_size: int | None = None) -> ImageInfo:
     """Parse the header in ``head`` (a prefix of the file); raise ImageRejected or NeedMore."""
     kind = sniff(head[:64])
-    if kind == "jpeg":
-        info = _probe_jpeg(head)
-    elif kind == "png":
-        info = _probe_png(head)
-    elif kind == "webp":
-        info = _probe_webp(head)
+    parser = {"jpeg": _probe_jpeg, "png": _probe_png, "webp": _probe_webp}.get(kind)
+    if parser is not None:
+        try:
+            info = parser(head)
+        except NeedMore:
+            if total_size is not None and len(head) >= total_size:
+                raise ImageRejected("corrupt", f"the {kind.upper()} file ends inside its header") from None
+            raise
     else:
         raise ImageRejected(
             "unsupported_format",
@@ -128,17 +130,17 @@ def check(info: ImageInfo, limits: Limits) -> None:
     """Reject an image whose header breaks a cap."""
     if info.size_bytes is not None and info.size_bytes > limits.max_bytes:
         raise_too_large(info.size_bytes, limits)
-    if info.width > limits.max_side or info.height > limits.max_side:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"{info.width}x{info.height} has a side over the {limits.max_side} px limit; "
-            "downsize the image and try again",
-        )
     if info.pixels > limits.max_pixels:
         raise ImageRejected(
             "too_many_pixels",
             f"{info.width}x{info.height} is {info.pixels / 1e6:.1f} MP, over the "
             f"{limits.max_pixels / 1e6:g} MP limit; downsize the image and try again",
+        )
+    if info.width > limits.max_side or info.height > limits.max_side:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"{info.width}x{info.height} has a side over the {limits.max_side} px limit; "
+            "downsize the image and try again",
         )
 
 

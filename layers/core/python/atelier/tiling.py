@@ -73,15 +73,23 @@ def split_axis(length: int, tile: int, halo: int) -> list[tuple[int, int, int, i
     return spans
 
 
-def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
-    """All tiles of an image in raster order; ``tile <= 0`` means one tile, the whole image."""
+def iter_tiles(height: int, width: int, tile: int, halo: int) -> Iterator[Tile]:
+    """The tiles of an image in raster order, made as needed; ``tile <= 0`` means the whole image."""
     rows = split_axis(height, tile, halo)
     cols = split_axis(width, tile, halo)
-    return [
-        Tile(r, c, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1))
-        for r, (y0, y1, wy0, wy1) in enumerate(rows)
-        for c, (x0, x1, wx0, wx1) in enumerate(cols)
-    ]
+    for r, (y0, y1, wy0, wy1) in enumerate(rows):
+        for c, (x0, x1, wx0, wx1) in enumerate(cols):
+            yield Tile(r, c, (y0, y1, x0, x1), (wy0, wy1, wx0, wx1))
+
+
+def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
+    """All tiles of an image in raster order, as a list."""
+    return list(iter_tiles(height, width, tile, halo))
+
+
+def count_tiles(height: int, width: int, tile: int, halo: int) -> int:
+    """How many tiles an image is cut into."""
+    return len(split_axis(height, tile, halo)) * len(split_axis(width, tile, halo))
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -98,26 +106,37 @@ def _run_batches(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     height, width, channels = image.shape
-    tiles = plan_tiles(height, width, tile, halo)
-    wy0, wy1, wx0, wx1 = tiles[0].window
-    win_h, win_w = wy1 - wy0, wx1 - wx0
-    buf = np.empty((min(batch, len(tiles)), channels, win_h, win_w), dtype=np.float32)
-    for start in range(0, len(tiles), batch):
-        group = tiles[start : start + batch]
-        for i, t in enumerate(group):
-            y0, y1, x0, x1 = t.window
-            buf[i] = image[y0:y1, x0:x1].transpose(2, 0, 1)  # copies (and converts) one window only
-        result = run_tile(buf[: len(group)])
-        want = (len(group), win_h * scale, win_w * scale)
-        got = np.shape(result)
-        if len(got) != 4 or (got[0], got[2], got[3]) != want:
-            raise ValueError(f"run_tile returned shape {got}; expected (N, C, h, w) = {want} at scale {scale}")
-        for i, t in enumerate(group):
-            y0, y1, x0, x1 = t.core
-            oy, ox = (y0 - t.window[0]) * scale, (x0 - t.window[2]) * scale
-            core = result[i, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
-            yield t, core.transpose(1, 2, 0)
-        del result
+    tiles = iter_tiles(height, width, tile, halo)
+    first = next(tiles)
+    win_h, win_w = first.window[1] - first.window[0], first.window[3] - first.window[2]
+    buf = np.empty((min(batch, count_tiles(height, width, tile, halo)), channels, win_h, win_w), np.float32)
+    pending: list[Tile] = [first]
+    for t in tiles:
+        if len(pending) == batch:
+            yield from _run_group(image, run_tile, scale, pending, buf)
+            pending = []
+        pending.append(t)
+    yield from _run_group(image, run_tile, scale, pending, buf)
+
+
+def _run_group(
+    image: np.ndarray, run_tile: RunTile, scale: int, group: list[Tile], buf: np.ndarray
+) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Stack one group of equally sized windows into the batch buffer, run it, and yield the cores."""
+    win_h, win_w = buf.shape[2], buf.shape[3]
+    for i, t in enumerate(group):
+        y0, y1, x0, x1 = t.window
+        buf[i] = image[y0:y1, x0:x1].transpose(2, 0, 1)  # copies (and converts) one window only
+    result = run_tile(buf[: len(group)])
+    want = (len(group), win_h * scale, win_w * scale)
+    got = np.shape(result)
+    if len(got) != 4 or (got[0], got[2], got[3]) != want:
+        raise ValueError(f"run_tile returned shape {got}; expected (N, C, h, w) = {want} at scale {scale}")
+    for i, t in enumerate(group):
+        y0, y1, x0, x1 = t.core
+        oy, ox = (y0 - t.window[0]) * scale, (x0 - t.window[2]) * scale
+        core = result[i, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
+        yield t, core.transpose(1, 2, 0)
 
 
 def _store(dst: np.ndarray, src: np.ndarray) -> None:
@@ -165,7 +184,10 @@ def iter_bands(
     out_channels: int | None = None,
     dtype: type[np.generic] | np.dtype = np.float32,
 ) -> Iterator[Band]:
-    """Yield the upscaled image as row bands, top to bottom, each as soon as its last tile is done."""
+    """Yield the upscaled image as row bands, top to bottom, each as soon as its last tile is done.
+
+    Memory: the band being filled plus whatever bands the consumer still holds.
+    """
     _check_image(image)
     height, width, channels = image.shape
     rows = split_axis(height, tile, halo)
@@ -182,9 +204,9 @@ def iter_bands(
         _store(band[:, x0:x1], core)
         pending[t.row] = (band, missing - 1)
         while next_row in pending and pending[next_row][1] == 0:
-            done, _ = pending.pop(next_row)
-            yield Band(rows[next_row][0] * scale, done)
             next_row += 1
+            # Hand the band over without keeping a reference: the consumer alone decides its lifetime.
+            yield Band(rows[next_row - 1][0] * scale, pending.pop(next_row - 1)[0])
 
 
 def choose_tiling(
@@ -215,5 +237,5 @@ def choose_tiling(
         tile = min(tile, max(image_shape))  # no core larger than the image
     batch = max(1, min(max_batch, budget_bytes // window_bytes(tile)))
     if image_shape is not None:
-        batch = min(batch, len(plan_tiles(image_shape[0], image_shape[1], tile, halo)))
+        batch = min(batch, count_tiles(image_shape[0], image_shape[1], tile, halo))
     return TileChoice(tile=tile, batch=int(batch))

@@ -19,11 +19,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
+OPSET = 18
 GN_EPS = 1e-5
 LRELU_SLOPE = 0.2
 FORMULATIONS = ("reference", "fast")
 LAYOUTS = ("NCHW", "NHWC")
+_AXES = np.array([1, 2, 3], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -268,17 +269,18 @@ def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formula
         beta_c = g.op("Reshape", [beta, c_shape], f"{stem}.beta")
         scaled = g.op("Mul", [back, gamma_c], f"{stem}.mul")
         return g.op("Add", [scaled, beta_c], f"{stem}.add")
-    # Exact GroupNorm(1): statistics over C, H, W, then one per-channel affine via BatchNormalization.
-    mean = g.op("ReduceMean", [x], f"{stem}.mean", axes=[1, 2, 3], keepdims=1)
-    centred = g.op("Sub", [x, mean], f"{stem}.centred")
-    sq = g.op("Mul", [centred, centred], f"{stem}.sq")
-    var = g.op("ReduceMean", [sq], f"{stem}.var", axes=[1, 2, 3], keepdims=0)
-    mean_flat = g.op("Flatten", [mean], f"{stem}.mean_flat", axis=0)
+    # GroupNorm(1): image statistics from two reductions that need no full-size temporary
+    # (var = E[x^2] - E[x]^2), then a single per-channel affine pass through BatchNormalization.
+    mean = g.op("ReduceMean", [x, g.const("axes", _AXES)], f"{stem}.mean", keepdims=0)
+    sumsq = g.op("ReduceSumSquare", [x, g.const("axes", _AXES)], f"{stem}.sumsq", keepdims=0)
+    numel = g.op("Cast", [g.op("ReduceProd", [g.op("Shape", [x], f"{stem}.shape", start=1)], f"{stem}.numel",
+                                keepdims=0)], f"{stem}.numel_f", to=TensorProto.FLOAT)
+    mean_sq = g.op("Mul", [mean, mean], f"{stem}.mean_sq")
+    var = g.op("Relu", [g.op("Sub", [g.op("Div", [sumsq, numel], f"{stem}.ex2"), mean_sq], f"{stem}.var0")],
+               f"{stem}.var")
     c_len = g.const("clen", np.array([channels], dtype=np.int64))
-    mean_c = g.op("Expand", [g.op("Reshape", [mean_flat, g.const("one", np.array([1], np.int64))],
-                                  f"{stem}.mean1"), c_len], f"{stem}.mean_c")
-    var_c = g.op("Expand", [g.op("Reshape", [var, g.const("one", np.array([1], np.int64))],
-                                 f"{stem}.var1"), c_len], f"{stem}.var_c")
+    mean_c = g.op("Expand", [mean, c_len], f"{stem}.mean_c")
+    var_c = g.op("Expand", [var, c_len], f"{stem}.var_c")
     return g.op("BatchNormalization", [x, gamma, beta, mean_c, var_c], f"{stem}.bn", epsilon=GN_EPS)
 
 
