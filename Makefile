@@ -41,6 +41,9 @@ validate: setup
 # layers/core, layers/deps and functions hold the build-<LogicalId> targets.
 build: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(SAM) build --template template.yaml --build-dir .aws-sam/build
+	# what the python3.12 Lambda runtime itself provides, so tests can import the artifacts as Lambda does
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --no-compile \
+		--target .aws-sam/runtime --python-version 3.12 --only-binary=:all: boto3==1.40.4
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit tests/golden

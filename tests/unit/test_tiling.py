@@ -54,7 +54,8 @@ def test_split_axis_partitions_and_gives_every_core_its_halo(length: int, tile: 
     for c0, c1, w0, w1 in spans:
         assert 0 <= w0 <= c0 < c1 <= w1 <= length
         if tile > 0:
-            assert c1 - c0 <= tile
+            assert w1 - w0 <= tile + 2 * halo, "a window may not exceed the tile and its halo"
+            assert len(spans) == 1 or c1 - c0 <= tile
         assert w0 == 0 or c0 - w0 >= halo, "context before the core is short of the halo"
         assert w1 == length or w1 - c1 >= halo, "context after the core is short of the halo"
 

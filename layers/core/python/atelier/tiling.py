@@ -56,13 +56,13 @@ CPU_DEFAULT = TileChoice(tile=256, batch=1)
 
 
 def split_axis(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """Cut one axis into cores of at most ``tile`` and equal-length windows: (core0, core1, win0, win1)."""
+    """Cut one axis into cores and equal windows of at most ``tile + 2 * halo``: (core0, core1, win0, win1)."""
     if length <= 0:
         raise ValueError(f"axis length must be positive, got {length}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
-    if tile <= 0 or tile >= length:
-        return [(0, length, 0, length)]
+    if tile <= 0 or tile + 2 * halo >= length:
+        return [(0, length, 0, length)]  # a window would span the axis anyway: one core, no repeated work
     count = math.ceil(length / tile)
     bounds = [(k * length) // count for k in range(count + 1)]  # even cores, each at most `tile`
     window = min(length, tile + 2 * halo)

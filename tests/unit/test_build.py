@@ -1,0 +1,108 @@
+"""The artifacts `sam build` made (make build): sizes against Lambda's limit, and that they run on 3.12.
+
+`make test` builds before it runs pytest; run `make build` first when running this file alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atelier.local.cfn import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / ".aws-sam" / "build"
+RUNTIME = ROOT / ".aws-sam" / "runtime"
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def built_template() -> dict:  # type: ignore[type-arg]
+    path = BUILD / "template.yaml"
+    assert path.exists(), "no build: run `make build` (make test does it first)"
+    return load_template(path)
+
+
+def zip_functions() -> dict[str, list[str]]:
+    """Each zip function of the built template and the logical ids of its layers."""
+    tpl = built_template()
+    resources = tpl["Resources"]
+    layers_default = tpl.get("Globals", {}).get("Function", {}).get("Layers", [])
+    out: dict[str, list[str]] = {}
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        if res["Properties"].get("PackageType", "Zip") != "Zip":
+            continue
+        layers = res["Properties"].get("Layers", layers_default)
+        out[name] = [layer["Ref"] for layer in layers]
+    return out
+
+
+def python312() -> str:
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
+    found = candidates[-1] if candidates else shutil.which("python3.12")
+    assert found, "Python 3.12 (the Lambda runtime's version) is needed to import the built artifacts"
+    return found
+
+
+def test_every_zip_function_with_its_layers_fits_lambdas_unzipped_limit() -> None:
+    functions = zip_functions()
+    assert {"SketchFunction", "PencilFunction", "OilFunction", "WatercolorFunction"} <= set(functions)
+    sizes = {}
+    for name, layers in functions.items():
+        total = tree_size(BUILD / name) + sum(tree_size(BUILD / layer) for layer in layers)
+        sizes[name] = total
+        assert total < LAMBDA_UNZIPPED_LIMIT, f"{name}: {total / 2**20:.1f} MiB with its layers"
+    print(json.dumps({k: round(v / 2**20, 1) for k, v in sizes.items()}))
+
+
+def test_built_template_keeps_every_function_on_python_312_x86_64() -> None:
+    tpl = yaml.safe_load((ROOT / "template.yaml").read_text().replace("!", ""))
+    fn = tpl["Globals"]["Function"]
+    assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["x86_64"]
+
+
+@pytest.mark.parametrize("style", ["sketch", "pencil", "oil", "watercolor"])
+def test_built_function_imports_and_renders_on_python_312(style: str) -> None:
+    """Import the handler from the built layers as Lambda would, on 3.12, and render one sample."""
+    assert RUNTIME.exists(), "no runtime packages: run `make build`"
+    fn = f"{style.capitalize()}Function"
+    path = os.pathsep.join(
+        [str(BUILD / fn), str(BUILD / "CoreLayer" / "python"), str(BUILD / "DepsLayer" / "python"), str(RUNTIME)]
+    )
+    code = f"""
+import json, sys
+sys.path[:0] = {path!r}.split({os.pathsep!r})
+import importlib
+app = importlib.import_module("{style}.app")
+from atelier import styles
+from atelier.decode import decode
+d = decode(open({str(ROOT / "samples" / "chelsea.jpg")!r}, "rb").read())
+out = styles.get("{style}").render(d.bgr)
+print(json.dumps({{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}))
+"""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ATELIER_BUCKET": "b",
+        "ATELIER_STATUS_TABLE": "s",
+        "ATELIER_IDEMPOTENCY_TABLE": "i",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONNOUSERSITE": "1",
+    }
+    proc = subprocess.run([python312(), "-I", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["python"].startswith("3.12")
+    assert result["shape"] == [300, 451, 3] and result["handler"] is True
