@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from atelier import tiling, upscale
 from atelier.models import edsr
 
@@ -38,8 +37,8 @@ def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Smooth coloured blobs with edges, closer to a photo than noise."""
     rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
-    return cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3).astype(np.float32)
+    return ((img - img.min()) * (255.0 / max(float(img.max() - img.min()), 1.0))).astype(np.uint8)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -49,7 +48,14 @@ def test_initializer_names_are_edsr_pytorch_state_dict_keys(scale: int) -> None:
     expected = {"sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias"}
     expected |= {f"head.0.{p}" for p in ("weight", "bias")}
     expected |= {f"body.{i}.body.{j}.{p}" for i in range(16) for j in (0, 2) for p in ("weight", "bias")}
-    expected |= {"body.16.weight", "body.16.bias", "tail.0.0.weight", "tail.0.0.bias", "tail.1.weight", "tail.1.bias"}
+    expected |= {
+        "body.16.weight",
+        "body.16.bias",
+        "tail.0.0.weight",
+        "tail.0.0.bias",
+        "tail.1.weight",
+        "tail.1.bias",
+    }
     if scale == 4:
         expected |= {"tail.0.2.weight", "tail.0.2.bias"}
     assert names == expected
@@ -63,13 +69,16 @@ def test_initializer_names_are_edsr_pytorch_state_dict_keys(scale: int) -> None:
 
 
 def test_full_edsr_layout_uses_res_scale() -> None:
-    model = edsr.build(2, **{**edsr.FULL, "n_feats": 8})  # the full depth; narrow, to stay fast
+    full = edsr.FULL
+    model = edsr.build(2, n_resblocks=full["n_resblocks"], n_feats=8, res_scale=full["res_scale"])  # narrow
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Mul") == 32 and "body.32.weight" in {i.name for i in model.graph.initializer}
     onnx.checker.check_model(model)
 
 
-@pytest.mark.parametrize(("n_resblocks", "scale"), [(16, 2), (16, 3), (16, 4), (32, 2), (32, 3), (32, 4), (1, 3)])
+@pytest.mark.parametrize(
+    ("n_resblocks", "scale"), [(16, 2), (16, 3), (16, 4), (32, 2), (32, 3), (32, 4), (1, 3)]
+)
 def test_declared_receptive_field_matches_the_graph(n_resblocks: int, scale: int) -> None:
     model = edsr.build(scale, n_resblocks=n_resblocks, n_feats=8)
     declared = edsr.receptive_field(n_resblocks, scale)
@@ -88,12 +97,15 @@ def test_graph_walk_counts_strides_dilations_and_resize() -> None:
         h.make_node("Resize", ["b", "", "scales"], ["y"], mode="nearest"),  # back to full res
     ]
     graph = h.make_graph(
-        nodes, "g", [h.make_tensor_value_info("x", 1, [1, 3, 64, 64])],
-        [h.make_tensor_value_info("y", 1, None)], [w, scales],
+        nodes,
+        "g",
+        [h.make_tensor_value_info("x", 1, [1, 3, 64, 64])],
+        [h.make_tensor_value_info("y", 1, None)],
+        [w, scales],
     )
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     assert edsr.graph_scale(model) == 1
-    # y[p] <- b[p // 2] <- a[2 * (p // 2) - 2 .. 2 * (p // 2) + 2] <- x[... -4 .. ... +4]: p = 2k + 1 reaches 7.
+    # y[p] <- b[p // 2] <- a[2 (p // 2) - 2 .. 2 (p // 2) + 2] <- x[.. - 4 .. + 4]: p = 2k + 1 reaches 7.
     assert edsr.graph_receptive_field(model) == 7
 
 
@@ -107,7 +119,9 @@ def test_impulse_response_reaches_exactly_the_declared_receptive_field(
     poked[0, :, 20, 20] += 100.0
     changed = np.abs(run(poked) - run(flat)).max(axis=(0, 1)) > 0
     ys, xs = np.nonzero(changed)
-    reach = max(20 - ys.min() // scale, ys.max() // scale - 20, 20 - xs.min() // scale, xs.max() // scale - 20)
+    reach = max(
+        20 - ys.min() // scale, ys.max() // scale - 20, 20 - xs.min() // scale, xs.max() // scale - 20
+    )
     assert reach == edsr.receptive_field(n_resblocks, scale)
 
 

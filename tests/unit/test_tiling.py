@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
-
 from atelier import tiling
 
 TOL = 1.0 / 255.0
@@ -71,7 +71,9 @@ def test_split_axis_partitions_and_gives_every_core_its_halo(length: int, tile: 
         (33, 31, 1, 2, 2, 5),  # one-pixel cores
     ],
 )
-def test_stitched_output_equals_whole_image(h: int, w: int, tile: int, scale: int, radius: int, batch: int) -> None:
+def test_stitched_output_equals_whole_image(
+    h: int, w: int, tile: int, scale: int, radius: int, batch: int
+) -> None:
     image = random_image(h, w)
     run = box_upscaler(scale, radius)
     tiled = tiling.upscale_tiled(image, run, scale=scale, tile=tile, halo=radius, batch=batch)
@@ -139,7 +141,7 @@ def test_uint8_output_is_rounded_and_clamped() -> None:
     np.testing.assert_array_equal(out, expected)
 
 
-def test_writes_into_a_memmap(tmp_path: pytest.TempPathFactory) -> None:
+def test_writes_into_a_memmap(tmp_path: Path) -> None:
     image = random_image(41, 29)
     run = box_upscaler(2, 2)
     out = np.lib.format.open_memmap(str(tmp_path / "out.npy"), mode="w+", dtype=np.float32, shape=(82, 58, 3))
@@ -164,7 +166,9 @@ def test_choose_tiling_fits_the_budget_and_grows_with_it() -> None:
         assert choice.batch * (choice.tile + 2 * halo) ** 2 * per_px <= budget
         assert (choice.tile, choice.batch) >= (previous.tile, previous.batch)
         previous = choice
-    assert tiling.choose_tiling(4096 * 1024 * 1024, per_px, halo, image_shape=(100, 80)) == tiling.TileChoice(100, 1)
+    assert tiling.choose_tiling(4096 * 1024 * 1024, per_px, halo, image_shape=(100, 80)) == tiling.TileChoice(
+        100, 1
+    )
     with pytest.raises(ValueError, match="cannot hold"):
         tiling.choose_tiling(1024 * 1024, per_px, halo)
 
@@ -197,7 +201,9 @@ def test_peak_memory_is_bounded_by_the_tile_not_the_image() -> None:
         band_bytes = tile * scale * side * scale * 3  # one band of uint8 output rows
 
         def drain(image: np.ndarray = image) -> None:
-            for band in tiling.iter_bands(image, run, scale=scale, tile=tile, halo=halo, batch=2, dtype=np.uint8):
+            for band in tiling.iter_bands(
+                image, run, scale=scale, tile=tile, halo=halo, batch=2, dtype=np.uint8
+            ):
                 del band  # an encoder that has written the rows lets them go
 
         peaks[side] = (into, _traced_peak(drain) - band_bytes)

@@ -105,7 +105,7 @@ def resize_luma(bgr: np.ndarray) -> np.ndarray:
     else:
         source = _luma_rows(bgr, 0, height)
     if height == _SIDE:
-        return source if width != _SIDE else _luma_rows(bgr, 0, height)
+        return source
     return _clip8(vertical @ source)
 
 

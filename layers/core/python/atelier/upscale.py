@@ -140,9 +140,13 @@ class Upscaler:
         shape = tuple(batch.shape)
         if shape not in self._bound:
             n, c, h, w = shape
-            device_in = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, "cuda", self.device_id)
+            device_in = ort.OrtValue.ortvalue_from_shape_and_type(
+                list(shape), np.float32, "cuda", self.device_id
+            )
             out_shape = [n, c, h * self.scale, w * self.scale]
-            device_out = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, "cuda", self.device_id)
+            device_out = ort.OrtValue.ortvalue_from_shape_and_type(
+                out_shape, np.float32, "cuda", self.device_id
+            )
             binding = self.session.io_binding()
             binding.bind_ortvalue_input(self.input_name, device_in)
             binding.bind_ortvalue_output(self.output_name, device_out)
@@ -187,8 +191,13 @@ class Upscaler:
         if out is None:
             out = np.empty((h * self.scale, w * self.scale, 3), dtype=dtype)
         tiling.upscale_tiled(
-            rgb, self.run_batch, scale=self.scale, tile=choice.tile, halo=self.halo,
-            batch=choice.batch, out=out[:, :, ::-1],
+            rgb,
+            self.run_batch,
+            scale=self.scale,
+            tile=choice.tile,
+            halo=self.halo,
+            batch=choice.batch,
+            out=out[:, :, ::-1],
         )
         return out
 
@@ -199,7 +208,12 @@ class Upscaler:
         rgb = self._prepare(bgr)
         choice = self._choice(bgr, tile, batch)
         for band in tiling.iter_bands(
-            rgb, self.run_batch, scale=self.scale, tile=choice.tile, halo=self.halo,
-            batch=choice.batch, dtype=np.uint8,
+            rgb,
+            self.run_batch,
+            scale=self.scale,
+            tile=choice.tile,
+            halo=self.halo,
+            batch=choice.batch,
+            dtype=np.uint8,
         ):
             yield tiling.Band(band.top, np.ascontiguousarray(band.pixels[:, :, ::-1]))

@@ -19,8 +19,10 @@ plus noise; it exercises every code path at the real cost, but it is not super-r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, TypedDict
 
 import numpy as np
 import onnx
@@ -34,8 +36,17 @@ IR_VERSION = 8
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
-BASELINE = {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0}
-FULL = {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}
+
+class Config(TypedDict):
+    """Depth, width and residual scaling of an EDSR variant."""
+
+    n_resblocks: int
+    n_feats: int
+    res_scale: float
+
+
+BASELINE = Config(n_resblocks=16, n_feats=64, res_scale=1.0)
+FULL = Config(n_resblocks=32, n_feats=256, res_scale=0.1)
 
 
 def _upsampler_steps(scale: int) -> list[int]:
@@ -127,7 +138,7 @@ def random_weights(
         up = he((r * r * n_feats, n_feats, 3, 3), 1.0)
         kernels = _bilinear_subpixel_kernels(r)
         for c in range(3):
-            # DepthToSpace CRD (= PixelShuffle): output channel c, sub-pixel s comes from input channel c*r*r+s
+            # DepthToSpace CRD, like PixelShuffle: sub-pixel s of output channel c is input channel c*r*r+s
             up[c * r * r : (c + 1) * r * r] = 0.0
             up[c * r * r : (c + 1) * r * r, c] = kernels
         w[f"tail.0.{2 * k}.weight"], w[f"tail.0.{2 * k}.bias"] = up, np.zeros(r * r * n_feats, np.float32)
@@ -205,8 +216,12 @@ def build(
         t = conv(f"tail.0.{2 * k}", t, f"tail.0.{2 * k}.out")
         nodes.append(
             helper.make_node(
-                "DepthToSpace", [t], [f"tail.0.{2 * k + 1}.out"], name=f"tail.0.{2 * k + 1}",
-                blocksize=r, mode="CRD",
+                "DepthToSpace",
+                [t],
+                [f"tail.0.{2 * k + 1}.out"],
+                name=f"tail.0.{2 * k + 1}",
+                blocksize=r,
+                mode="CRD",
             )
         )
         t = f"tail.0.{2 * k + 1}.out"
@@ -276,13 +291,35 @@ def receptive_field(n_resblocks: int, scale: int) -> int:
 # Receptive field of any ONNX graph of convolutions, by walking its nodes.
 
 _ELEMENTWISE = frozenset(
-    {"Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "Add", "Sub", "Mul", "Div", "Cast",
-     "Identity", "Neg", "Abs", "Sqrt", "Pow", "Max", "Min", "Erf", "HardSigmoid", "Elu", "Selu"}
+    {
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Sigmoid",
+        "Tanh",
+        "Clip",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Cast",
+        "Identity",
+        "Neg",
+        "Abs",
+        "Sqrt",
+        "Pow",
+        "Max",
+        "Min",
+        "Erf",
+        "HardSigmoid",
+        "Elu",
+        "Selu",
+    }
 )
 _NO_SPATIAL_INPUT = frozenset({"Constant", "Shape", "ConstantOfShape"})
 
 
-def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
     """An attribute's value, or the default when the node does not set it."""
     for a in node.attribute:
         if a.name == name:
@@ -290,126 +327,130 @@ def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
     return default
 
 
-def _interval_rule(node: onnx.NodeProto, axis: int, consts: dict[str, np.ndarray]) -> tuple[str, object]:
-    """How one node maps an output index interval back to its spatial input's interval along an axis."""
-    op = node.op_type
-    if op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
-        if op == "ConvTranspose":
-            raise ValueError("ConvTranspose is not supported by the receptive-field walk")
-        if op == "Conv":
-            weight = consts.get(node.input[1])
-            kernel = _attr(node, "kernel_shape", None) or (list(weight.shape[2:]) if weight is not None else None)
-        else:
-            kernel = _attr(node, "kernel_shape", None)
+@dataclass(frozen=True)
+class _Rule:
+    """How a node maps output indices to the input indices it reads, along one axis."""
+
+    kind: str  # "window" (conv, pool), "divide" (depth-to-space), "resize", "same" (pointwise)
+    stride: int = 1
+    span: int = 0  # dilation * (kernel - 1)
+    pad: int = 0  # padding before the first element
+    factor: Fraction = Fraction(1)  # resolution out / in
+    reach: int = 0  # extra input pixels an interpolating resize reads on each side
+
+    def back(self, lo: int, hi: int) -> tuple[int, int]:
+        """The input index interval an output index interval reads."""
+        if self.kind == "window":
+            return lo * self.stride - self.pad, hi * self.stride - self.pad + self.span
+        if self.kind == "divide":
+            b = self.factor.numerator
+            return lo // b, hi // b
+        if self.kind == "resize":
+            return math.floor(lo / self.factor) - self.reach, math.floor(hi / self.factor) + self.reach
+        return lo, hi
+
+    @property
+    def period(self) -> int:
+        """After how many output pixels this node's alignment repeats."""
+        return self.stride * self.factor.numerator * self.factor.denominator
+
+
+def _rule(node: onnx.NodeProto, axis: int, consts: dict[str, np.ndarray]) -> _Rule:
+    """The interval rule of one node along one spatial axis (0: height, 1: width)."""
+    op, label = node.op_type, node.name or node.op_type
+    if op in ("Conv", "MaxPool", "AveragePool"):
+        kernel = _attr(node, "kernel_shape", None)
+        if kernel is None and op == "Conv" and node.input[1] in consts:
+            kernel = list(consts[node.input[1]].shape[2:])
         if kernel is None:
-            raise ValueError(f"{node.name or op}: kernel shape unknown")
-        k = int(kernel[axis])  # type: ignore[index]
-        stride = int(_attr(node, "strides", [1, 1])[axis])  # type: ignore[index]
-        dilation = int(_attr(node, "dilations", [1, 1])[axis])  # type: ignore[index]
-        pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+            raise ValueError(f"{label}: kernel shape unknown")
         if _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise ValueError(f"{node.name or op}: auto_pad is not supported; use explicit pads")
-        return "window", (stride, dilation * (k - 1), int(pads[axis]))
+            raise ValueError(f"{label}: auto_pad is not supported; use explicit pads")
+        stride = int(_attr(node, "strides", [1, 1])[axis])
+        dilation = int(_attr(node, "dilations", [1, 1])[axis])
+        pad = int(_attr(node, "pads", [0, 0, 0, 0])[axis])
+        factor = Fraction(1, stride)
+        return _Rule("window", stride=stride, span=dilation * (int(kernel[axis]) - 1), pad=pad, factor=factor)
     if op == "DepthToSpace":
-        return "divide", int(_attr(node, "blocksize", 1))  # type: ignore[call-overload]
-    if op == "Resize" or op == "Upsample":
+        return _Rule("divide", factor=Fraction(int(_attr(node, "blocksize", 1))))
+    if op in ("Resize", "Upsample"):
         scales_name = node.input[2] if op == "Resize" and len(node.input) > 2 else node.input[-1]
         if scales_name not in consts:
-            raise ValueError(f"{node.name or op}: only constant scales are supported")
+            raise ValueError(f"{label}: only constant scales are supported")
         factor = Fraction(float(consts[scales_name][2 + axis])).limit_denominator(64)
         mode = _attr(node, "mode", b"nearest")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        reach = {"nearest": 0, "linear": 1, "cubic": 2}[str(mode)]
-        return "resize", (factor, reach)
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        return _Rule("resize", factor=factor, reach={"nearest": 0, "linear": 1, "cubic": 2}[mode])
     if op in _ELEMENTWISE:
-        return "same", None
-    raise ValueError(f"{node.name or op}: op {op} has no receptive-field rule")
+        return _Rule("same")
+    raise ValueError(f"{label}: op {op} has no receptive-field rule")
 
 
-def graph_receptive_field(model: onnx.ModelProto) -> int:
-    """Derive the halo (input pixels) of a conv graph from its nodes: Conv, DepthToSpace, Resize, pointwise."""
+def _spatial_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, tuple[_Rule, _Rule], list[str]]]:
+    """Nodes that read the image (directly or not), with their rules per axis and their spatial inputs."""
     graph = model.graph
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
-            consts[node.output[0]] = numpy_helper.to_array(_attr(node, "value", None))  # type: ignore[arg-type]
+            consts[node.output[0]] = numpy_helper.to_array(_attr(node, "value", None))
     spatial = {graph.input[0].name}
-    order: list[tuple[onnx.NodeProto, tuple[str, object], tuple[str, object], list[str]]] = []
-    for node in graph.node:  # ONNX requires topological order
+    nodes = []
+    for node in graph.node:  # ONNX keeps nodes in topological order
         ins = [i for i in node.input if i in spatial]
         if not ins or node.op_type in _NO_SPATIAL_INPUT:
             continue
-        rules = (_interval_rule(node, 0, consts), _interval_rule(node, 1, consts))
-        if rules[0][0] != "same":
-            ins = ins[:1]
-        order.append((node, rules[0], rules[1], ins))
+        nodes.append((node, (_rule(node, 0, consts), _rule(node, 1, consts)), ins))
         spatial.update(node.output)
-    scale = _graph_scale(order)
+    return nodes
+
+
+def _forward(model: onnx.ModelProto, axis: int) -> tuple[Fraction, int]:
+    """Resolution of the output relative to the input, and the period of output alignments."""
+    nodes = _spatial_nodes(model)
+    scale: dict[str, Fraction] = {model.graph.input[0].name: Fraction(1)}
+    period: dict[str, int] = {model.graph.input[0].name: 1}
+    for node, rules, ins in nodes:
+        rule = rules[axis]
+        s = scale[ins[0]] * rule.factor
+        p = math.lcm(*(period[i] for i in ins)) * rule.period
+        for o in node.output:
+            scale[o], period[o] = s, p
+    out = model.graph.output[0].name
+    if period[out] > 1 << 16:
+        raise ValueError("too many strided or resampling layers for the receptive-field walk")
+    return scale[out], period[out]
+
+
+def graph_receptive_field(model: onnx.ModelProto) -> int:
+    """Derive the halo (input pixels) of a conv graph from its Conv, DepthToSpace, Resize and pointwise nodes."""
+    nodes = _spatial_nodes(model)
+    source, sink = model.graph.input[0].name, model.graph.output[0].name
     worst = 0
     for axis in (0, 1):
-        for phase in range(scale.numerator):
-            p = 1000 * scale.numerator + phase
-            need: dict[str, tuple[int, int]] = {graph.output[0].name: (p, p)}
-            for node, rule_h, rule_w, ins in reversed(order):
-                out = [need[o] for o in node.output if o in need]
-                if not out:
+        scale, period = _forward(model, axis)
+        for phase in range(period):  # every alignment of an output pixel to the strides and shuffles
+            p = 1000 * period + phase
+            need: dict[str, tuple[int, int]] = {sink: (p, p)}
+            for node, rules, ins in reversed(nodes):
+                reads = [need[o] for o in node.output if o in need]
+                if not reads:
                     continue
-                lo, hi = min(a for a, _ in out), max(b for _, b in out)
-                kind, arg = (rule_h, rule_w)[axis]
-                lo, hi = _back(kind, arg, lo, hi)
+                lo, hi = rules[axis].back(min(a for a, _ in reads), max(b for _, b in reads))
                 for i in ins:
                     a, b = need.get(i, (lo, hi))
                     need[i] = (min(a, lo), max(b, hi))
-            lo, hi = need[graph.input[0].name]
+            lo, hi = need[source]
             centre = math.floor(p / scale)
             worst = max(worst, centre - lo, hi - centre)
     return worst
 
 
-def _back(kind: str, arg: object, lo: int, hi: int) -> tuple[int, int]:
-    """Map an output index interval back through one node to the input interval it reads."""
-    if kind == "window":
-        stride, span, pad = arg  # type: ignore[misc]
-        return lo * stride - pad, hi * stride - pad + span
-    if kind == "divide":
-        b = int(arg)  # type: ignore[call-overload]
-        return lo // b, hi // b
-    if kind == "resize":
-        factor, reach = arg  # type: ignore[misc]
-        return math.floor(lo / factor) - reach, math.floor(hi / factor) + reach
-    return lo, hi
-
-
-def _graph_scale(order: Iterable[tuple[onnx.NodeProto, tuple[str, object], tuple[str, object], list[str]]]) -> Fraction:
-    """Output/input resolution ratio along the main path (product of upsampling over strides)."""
-    scale = Fraction(1)
-    for _node, rule, _w, _ins in order:
-        kind, arg = rule
-        if kind == "window":
-            scale /= arg[0]  # type: ignore[index]
-        elif kind == "divide":
-            scale *= int(arg)  # type: ignore[call-overload]
-        elif kind == "resize":
-            scale *= arg[0]  # type: ignore[index]
-    return scale
-
-
 def graph_scale(model: onnx.ModelProto) -> int:
     """The integer upscaling factor of a conv graph, from its nodes."""
-    graph = model.graph
-    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    spatial = {graph.input[0].name}
-    order = []
-    for node in graph.node:
-        if not any(i in spatial for i in node.input) or node.op_type in _NO_SPATIAL_INPUT:
-            continue
-        rule = _interval_rule(node, 0, consts)
-        order.append((node, rule, rule, []))
-        spatial.update(node.output)
-    scale = _graph_scale(order)
-    if scale.denominator != 1:
-        raise ValueError(f"graph scales by {scale}, not an integer")
-    return int(scale)
+    scales = {_forward(model, axis)[0] for axis in (0, 1)}
+    if len(scales) != 1 or next(iter(scales)).denominator != 1:
+        raise ValueError(f"graph scales by {sorted(scales)}, not one integer factor")
+    return int(next(iter(scales)))
 
 
 def activation_bytes_per_pixel(n_feats: int, scale: int, dtype_bytes: int = 4) -> int:

@@ -45,7 +45,9 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
 
     for init in graph.initializer:
         if init.data_type == TensorProto.FLOAT and init.name not in keep32:
-            init.CopyFrom(numpy_helper.from_array(_to_fp16(numpy_helper.to_array(init), init.name), init.name))
+            init.CopyFrom(
+                numpy_helper.from_array(_to_fp16(numpy_helper.to_array(init), init.name), init.name)
+            )
 
     for node in graph.node:
         if node.op_type == "Cast":
@@ -56,7 +58,9 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
             if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
                 if node.op_type == "Constant" and node.output[0] in keep32:
                     continue
-                a.t.CopyFrom(numpy_helper.from_array(_to_fp16(numpy_helper.to_array(a.t), node.name), a.t.name))
+                a.t.CopyFrom(
+                    numpy_helper.from_array(_to_fp16(numpy_helper.to_array(a.t), node.name), a.t.name)
+                )
 
     # Interface: fp32 in, Cast to fp16 at once; fp16 out of the last node, Cast back to fp32.
     casts_in: list[onnx.NodeProto] = []
@@ -66,7 +70,9 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
             inner = f"{value.name}.fp16"
             renamed[value.name] = inner
             casts_in.append(
-                helper.make_node("Cast", [value.name], [inner], name=f"{value.name}.to_fp16", to=TensorProto.FLOAT16)
+                helper.make_node(
+                    "Cast", [value.name], [inner], name=f"{value.name}.to_fp16", to=TensorProto.FLOAT16
+                )
             )
     for node in graph.node:
         for i, name in enumerate(node.input):
@@ -85,7 +91,9 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
         if value.name in renamed:  # an input passed straight through
             inner = renamed[value.name]
         casts_out.append(
-            helper.make_node("Cast", [inner], [value.name], name=f"{value.name}.to_fp32", to=TensorProto.FLOAT)
+            helper.make_node(
+                "Cast", [inner], [value.name], name=f"{value.name}.to_fp32", to=TensorProto.FLOAT
+            )
         )
 
     nodes = [*casts_in, *graph.node, *casts_out]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -15,24 +17,51 @@ def scale(height: int, width: int) -> float:
     return math.sqrt(max(1, height * width) / REFERENCE_PIXELS)
 
 
-def channel_steps(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum over B, G, R of |difference to the previous pixel| along x and along y, saturated at 255.
+def steps_along(bgr: np.ndarray, axis: int) -> np.ndarray:
+    """Sum over B, G, R of |difference to the previous pixel| along ``axis``, saturated at 255.
 
-    Element [i, j] of the first is the step from (i, j-1) to (i, j); the first column and row are 0.
+    Element k along the axis is the step from pixel k-1 to pixel k; the first is 0.
     """
     h, w = bgr.shape[:2]
-    sx = np.zeros((h, w), np.uint8)
-    sy = np.zeros((h, w), np.uint8)
-    planes = cv2.split(bgr)
-    for p in planes:
-        if w > 1:
-            cv2.add(sx[:, 1:], cv2.absdiff(p[:, 1:], p[:, :-1]), dst=sx[:, 1:])
-        if h > 1:
-            cv2.add(sy[1:], cv2.absdiff(p[1:], p[:-1]), dst=sy[1:])
-    return sx, sy
+    out = np.zeros((h, w), np.uint8)
+    if bgr.shape[axis] < 2:
+        return out
+    tail = out[:, 1:] if axis == 1 else out[1:]
+    acc = None
+    for p in cv2.split(bgr):
+        d = cv2.absdiff(p[:, 1:], p[:, :-1]) if axis == 1 else cv2.absdiff(p[1:], p[:-1])
+        acc = d if acc is None else cv2.add(acc, d, dst=acc)
+    tail[...] = acc
+    return out
 
 
 def add_offset(bgr: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """``bgr + offset`` per channel, saturated to 8 bits; ``offset`` is a single int16 plane."""
     out = [cv2.add(p, offset, dtype=cv2.CV_8U) for p in cv2.split(bgr)]
     return cv2.merge(out)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def workers() -> int:
+    """Threads for strip-parallel work: OpenCV's own thread count (cv2.setNumThreads), at least 1."""
+    return max(1, cv2.getNumThreads())
+
+
+def parallel(fn: Callable[[int, int], None], total: int, chunk: int) -> None:
+    """Call ``fn(start, stop)`` over ``range(total)`` in chunks, on a small thread pool.
+
+    OpenCV releases the GIL, so strips run side by side; each strip stays in cache between operations.
+    """
+    spans = [(i, min(total, i + chunk)) for i in range(0, total, chunk)]
+    n = workers()
+    if n == 1 or len(spans) == 1:
+        for a, b in spans:
+            fn(a, b)
+        return
+    global _POOL
+    if _POOL is None or _POOL._max_workers != n:
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="atelier-style")
+    for f in [_POOL.submit(fn, a, b) for a, b in spans]:
+        f.result()

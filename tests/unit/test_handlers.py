@@ -1,0 +1,226 @@
+"""The style handlers under moto: events in, renders and status items out; tables made from template.yaml."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from atelier.aws import wiring
+from atelier.aws.lambda_style import style_handler
+from atelier.config import AppConfig
+from atelier.limits import Limits
+from atelier.local.cfn import LocalTemplate
+from atelier.storage import TransientStoreError
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+
+
+@dataclass
+class Context:
+    """The parts of Lambda's context object that Powertools reads."""
+
+    function_name: str = "SketchFunction"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:SketchFunction"
+    memory_limit_in_mb: int = 1769
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/SketchFunction"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def ctx() -> Context:
+    return Context(aws_request_id=str(uuid.uuid4()))
+
+
+@dataclass
+class Env:
+    s3: Any
+    ddb: Any
+    config: AppConfig
+
+    def status(self, image_id: str) -> dict[str, dict[str, Any]]:
+        from atelier.aws.status import DynamoStatusStore
+
+        return {i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)}
+
+    def renders(self) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.config.bucket, Prefix="renders/")
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Atelier")
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws():
+        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
+        s3 = boto3.client("s3")
+        ddb = boto3.client("dynamodb")
+        bucket = tpl.name_of("PhotoBucket")
+        s3.create_bucket(Bucket=bucket)
+        for table in tpl.tables():
+            ddb.create_table(**table.create_kwargs)
+        env = tpl.function_environment()
+        config = AppConfig(bucket, env["ATELIER_STATUS_TABLE"], env["ATELIER_IDEMPOTENCY_TABLE"], Limits())
+        yield Env(s3, ddb, config)
+
+
+def event_for(aws: Env, name: str, body: bytes, key: str | None = None) -> dict[str, Any]:
+    """The sample event ``events/<name>.json``, after uploading ``body`` to its key."""
+    from urllib.parse import unquote_plus
+
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    event = copy.deepcopy(event)
+    if key is not None:
+        from urllib.parse import quote_plus
+
+        event["detail"]["object"]["key"] = quote_plus(key, safe="/")
+    real_key = unquote_plus(event["detail"]["object"]["key"])
+    put = aws.s3.put_object(Bucket=aws.config.bucket, Key=real_key, Body=body)
+    event["detail"]["bucket"]["name"] = aws.config.bucket
+    event["detail"]["object"]["etag"] = put["ETag"].strip('"')
+    event["detail"]["object"]["size"] = len(body)
+    return event
+
+
+def handler(aws: Env, style: str = "sketch") -> Any:
+    return style_handler(style, wiring.build(aws.config))
+
+
+def test_sample_event_renders_and_records_done(aws: Env) -> None:
+    body = (ROOT / "samples" / "chelsea.jpg").read_bytes()
+    result = handler(aws)(event_for(aws, "sketch", body), ctx())
+    assert result["state"] == "done"
+    assert result["source_key"] == "incoming/sketch/red flower.jpg"  # URL-decoded
+    assert result["image_id"].startswith("red-flower-")
+    assert aws.renders() == [f"renders/{result['image_id']}/sketch.jpg"]
+    item = aws.status(result["image_id"])["sketch"]
+    assert item["state"] == "done" and item["output_key"] == result["output_key"]
+    assert item["width"] == 451 and item["height"] == 300 and item["format"] == "jpeg"
+    assert item["size_bytes"] > 1000 and item["timings_ms"]["total"] > 0 and item["expires_at"] > 0
+
+
+def test_same_file_name_twice_never_overwrites_the_first_render(aws: Env) -> None:
+    h = handler(aws)
+    first = h(event_for(aws, "sketch", (ROOT / "samples" / "chelsea.jpg").read_bytes()), ctx())
+    second = h(event_for(aws, "sketch", (ROOT / "samples" / "astronaut.jpg").read_bytes()), ctx())
+    assert first["image_id"] != second["image_id"]
+    assert len(aws.renders()) == 2
+
+
+def test_duplicate_event_gives_one_render_and_one_status_item(aws: Env) -> None:
+    h = handler(aws)
+    event = event_for(aws, "sketch", (ROOT / "samples" / "chelsea.jpg").read_bytes())
+    first = h(event, ctx())
+    aws.s3.delete_object(Bucket=aws.config.bucket, Key=first["output_key"])  # a re-render would bring it back
+    second = h(copy.deepcopy(event), ctx())
+    assert second == first
+    assert aws.renders() == []
+    assert list(aws.status(first["image_id"])) == ["sketch"]
+
+
+def test_concurrent_duplicate_events_render_once(aws: Env) -> None:
+    h = handler(aws)
+    event = event_for(aws, "sketch", (ROOT / "samples" / "chelsea.jpg").read_bytes())
+    results: list[dict[str, Any]] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        results.append(h(copy.deepcopy(event), ctx()))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    states = sorted(r["state"] for r in results)
+    assert states in (["done", "duplicate"], ["done", "done"])
+    assert len(aws.renders()) == 1
+    assert len(aws.status(next(r for r in results if r["state"] == "done")["image_id"])) == 1
+
+
+def test_corrupt_upload_is_rejected_with_its_reason_and_not_retried(aws: Env) -> None:
+    body = (ROOT / "samples" / "chelsea.jpg").read_bytes()[:5000]
+    result = handler(aws)(event_for(aws, "sketch", body, key="incoming/sketch/broken.jpg"), ctx())
+    assert result["state"] == "rejected" and result["reason"] == "corrupt"
+    item = aws.status(result["image_id"])["sketch"]
+    assert item["state"] == "rejected" and "truncated" in item["message"]
+    assert aws.renders() == []
+
+
+def test_oversized_upload_is_rejected_without_reading_its_body(aws: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = wiring.build(AppConfig(aws.config.bucket, aws.config.status_table, aws.config.idempotency_table,
+                                 Limits(max_bytes=10_000)))
+    reads: list[str] = []
+    original = app.store.read
+    monkeypatch.setattr(app.store, "read", lambda *a, **k: reads.append("read") or original(*a, **k))
+    monkeypatch.setattr(app.store, "read_range", lambda *a, **k: reads.append("range") or b"")
+    body = (ROOT / "samples" / "chelsea.jpg").read_bytes()
+    result = style_handler("sketch", app)(event_for(aws, "sketch", body, key="incoming/sketch/big.jpg"), ctx())
+    assert result["state"] == "rejected" and result["reason"] == "too_large_bytes"
+    assert reads == []
+
+
+def test_text_file_named_jpg_is_rejected_as_unsupported(aws: Env) -> None:
+    event = event_for(aws, "sketch", b"<html>not a photo</html>", key="incoming/sketch/page.jpg")
+    result = handler(aws)(event, ctx())
+    assert result["reason"] == "unsupported_format" and "HTML" in result["message"]
+
+
+def test_transient_failure_raises_for_lambda_to_retry_and_says_failed(
+    aws: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = wiring.build(aws.config)
+
+    def throttled(*args: object, **kwargs: object) -> None:
+        raise TransientStoreError("PutObject renders/...: SlowDown")
+
+    monkeypatch.setattr(app.store, "put", throttled)
+    h = style_handler("sketch", app)
+    event = event_for(aws, "sketch", (ROOT / "samples" / "chelsea.jpg").read_bytes())
+    with pytest.raises(TransientStoreError):
+        h(event, ctx())
+    items = aws.ddb.scan(TableName=aws.config.status_table)["Items"]
+    assert [i["state"]["S"] for i in items] == ["failed"]
+    assert "SlowDown" in items[0]["message"]["S"]
+    # the retry (here: the store recovered) renders, and the same item now says done
+    retry = style_handler("sketch", wiring.build(aws.config))(event, ctx())
+    assert retry["state"] == "done"
+    assert [i["state"]["S"] for i in aws.ddb.scan(TableName=aws.config.status_table)["Items"]] == ["done"]
+
+
+def test_a_style_not_requested_by_the_upload_is_skipped(aws: Env) -> None:
+    body = (ROOT / "samples" / "chelsea.jpg").read_bytes()
+    key = "incoming/all/u/alice/photo.jpg"
+    aws.s3.put_object(Bucket=aws.config.bucket, Key=key, Body=body, Metadata={"styles": "oil,pencil"})
+    event = event_for(aws, "sketch", body, key=key)
+    aws.s3.put_object(Bucket=aws.config.bucket, Key=key, Body=body, Metadata={"styles": "oil,pencil"})
+    result = handler(aws, "sketch")(event, ctx())
+    assert result["state"] == "skipped" and aws.renders() == []
+    done = handler(aws, "oil")(event, ctx())
+    assert done["state"] == "done"
+
+
+def test_an_event_for_a_key_outside_incoming_is_ignored(aws: Env) -> None:
+    event = event_for(aws, "sketch", b"x", key="renders/abc/sketch.jpg")
+    assert handler(aws)(event, ctx())["state"] == "skipped"
