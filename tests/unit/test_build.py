@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from atelier.local.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +26,7 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def built_template() -> dict:  # type: ignore[type-arg]
+def built_template() -> dict:
     path = BUILD / "template.yaml"
     assert path.exists(), "no build: run `make build` (make test does it first)"
     return load_template(path)
@@ -79,7 +78,12 @@ def test_built_function_imports_and_renders_on_python_312(style: str) -> None:
     assert RUNTIME.exists(), "no runtime packages: run `make build`"
     fn = f"{style.capitalize()}Function"
     path = os.pathsep.join(
-        [str(BUILD / fn), str(BUILD / "CoreLayer" / "python"), str(BUILD / "DepsLayer" / "python"), str(RUNTIME)]
+        [
+            str(BUILD / fn),
+            str(BUILD / "CoreLayer" / "python"),
+            str(BUILD / "DepsLayer" / "python"),
+            str(RUNTIME),
+        ]
     )
     code = f"""
 import json, sys
@@ -90,7 +94,8 @@ from atelier import styles
 from atelier.decode import decode
 d = decode(open({str(ROOT / "samples" / "chelsea.jpg")!r}, "rb").read())
 out = styles.get("{style}").render(d.bgr)
-print(json.dumps({{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}))
+result = {{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}
+print(json.dumps(result))
 """
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -101,7 +106,9 @@ print(json.dumps({{"python": sys.version.split()[0], "shape": list(out.shape), "
         "POWERTOOLS_TRACE_DISABLED": "true",
         "PYTHONNOUSERSITE": "1",
     }
-    proc = subprocess.run([python312(), "-I", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [python312(), "-I", "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["python"].startswith("3.12")

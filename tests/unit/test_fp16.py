@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
 import cv2
 import numpy as np
@@ -73,7 +75,8 @@ def test_fp16_arithmetic_in_the_reference_runtime_stays_above_45_db() -> None:
     half = fp16.convert(model)
     x = image_nchw(10, 12)
     full = cpu_session(model).run(None, {"input": x})[0]
-    reduced = np.asarray(ReferenceEvaluator(half).run(None, {"input": x})[0])
+    outputs = cast(list[np.ndarray], ReferenceEvaluator(half).run(None, {"input": x}))
+    reduced = np.asarray(outputs[0])
     assert reduced.dtype == np.float32
     assert not np.array_equal(reduced, full), "fp16 arithmetic should leave some rounding"
     assert psnr(reduced, full) >= 45.0

@@ -13,14 +13,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local.cfn import LocalTemplate
 from atelier.storage import TransientStoreError
+from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -42,7 +41,7 @@ class Context:
         return 60_000
 
 
-def ctx() -> Context:
+def ctx() -> Any:
     return Context(aws_request_id=str(uuid.uuid4()))
 
 
@@ -55,7 +54,9 @@ class Env:
     def status(self, image_id: str) -> dict[str, dict[str, Any]]:
         from atelier.aws.status import DynamoStatusStore
 
-        return {i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)}
+        return {
+            i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)
+        }
 
     def renders(self) -> list[str]:
         listed = self.s3.list_objects_v2(Bucket=self.config.bucket, Prefix="renders/")
@@ -168,15 +169,31 @@ def test_corrupt_upload_is_rejected_with_its_reason_and_not_retried(aws: Env) ->
     assert aws.renders() == []
 
 
-def test_oversized_upload_is_rejected_without_reading_its_body(aws: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = wiring.build(AppConfig(aws.config.bucket, aws.config.status_table, aws.config.idempotency_table,
-                                 Limits(max_bytes=10_000)))
+def test_oversized_upload_is_rejected_without_reading_its_body(
+    aws: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = wiring.build(
+        AppConfig(
+            aws.config.bucket, aws.config.status_table, aws.config.idempotency_table, Limits(max_bytes=10_000)
+        )
+    )
     reads: list[str] = []
     original = app.store.read
-    monkeypatch.setattr(app.store, "read", lambda *a, **k: reads.append("read") or original(*a, **k))
-    monkeypatch.setattr(app.store, "read_range", lambda *a, **k: reads.append("range") or b"")
+
+    def read(*args: Any, **kwargs: Any) -> bytes:
+        reads.append("read")
+        return original(*args, **kwargs)
+
+    def read_range(*args: Any, **kwargs: Any) -> bytes:
+        reads.append("range")
+        return b""
+
+    monkeypatch.setattr(app.store, "read", read)
+    monkeypatch.setattr(app.store, "read_range", read_range)
     body = (ROOT / "samples" / "chelsea.jpg").read_bytes()
-    result = style_handler("sketch", app)(event_for(aws, "sketch", body, key="incoming/sketch/big.jpg"), ctx())
+    result = style_handler("sketch", app)(
+        event_for(aws, "sketch", body, key="incoming/sketch/big.jpg"), ctx()
+    )
     assert result["state"] == "rejected" and result["reason"] == "too_large_bytes"
     assert reads == []
 

@@ -19,8 +19,7 @@ os.environ["OPENCV_IO_MAX_IMAGE_WIDTH"] = str(_LIMITS.max_side)
 os.environ["OPENCV_IO_MAX_IMAGE_HEIGHT"] = str(_LIMITS.max_side)
 if "cv2" in sys.modules:  # pragma: no cover - depends on the importer
     warnings.warn(
-        "cv2 was imported before atelier: OpenCV's decode limits are not in force; "
-        "import atelier first",
+        "cv2 was imported before atelier: OpenCV's decode limits are not in force; import atelier first",
         RuntimeWarning,
         stacklevel=2,
     )

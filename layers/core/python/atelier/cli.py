@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, metavar="OUTDIR")
     p.add_argument("--format", "-f", default="same", choices=("same", *FORMATS), help="output format")
     p.add_argument("--gallery", action="store_true", help="also write OUTDIR/index.html")
-    p.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    p.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
+    )
     p.set_defaults(func=cmd_stylize)
 
     p = sub.add_parser("inspect", help="format, size and verdict of each photo, from its header alone")

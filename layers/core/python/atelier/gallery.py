@@ -27,7 +27,8 @@ class Entry:
 
 
 _CSS = """
-body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1400px;padding:1rem;background:#faf8f4;color:#222}
+body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1400px;padding:1rem;
+  background:#faf8f4;color:#222}
 h1{font-weight:600}h2{font-size:1.05rem;margin:1.5rem 0 .5rem;word-break:break-all}
 .row{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:.75rem}
 figure{margin:0;background:#fff;border:1px solid #e4e0d8;border-radius:6px;padding:.4rem}

@@ -33,7 +33,7 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        """Read ``ATELIER_MAX_BYTES``, ``ATELIER_MAX_PIXELS``, ``ATELIER_MAX_SIDE``, ``ATELIER_WORKING_PIXELS``."""
+        """Read ``ATELIER_MAX_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE`` and ``_WORKING_PIXELS``."""
         d = cls()
         return cls(
             max_bytes=_env_int("ATELIER_MAX_BYTES", d.max_bytes),

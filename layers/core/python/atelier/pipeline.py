@@ -87,9 +87,13 @@ def render_object(
     try:
         head = store.head(key)
     except NotFound:
-        return Outcome("skipped", job.name, source_key=key, message="the object was deleted before it was read")
+        return Outcome(
+            "skipped", job.name, source_key=key, message="the object was deleted before it was read"
+        )
     if etag and head.etag != etag:
-        return Outcome("skipped", job.name, source_key=key, message="the object was replaced; the newer upload renders")
+        return Outcome(
+            "skipped", job.name, source_key=key, message="the object was replaced; the newer upload renders"
+        )
     upload = keys.describe(key, head.etag, head.metadata, all_styles)
     if job.name not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")

@@ -49,7 +49,9 @@ class ObjectStore(Protocol):
         """The whole object; with ``expected_etag``, NotFound if it has been replaced meanwhile."""
         ...
 
-    def put(self, key: str, body: bytes, content_type: str, metadata: Mapping[str, str] | None = None) -> None:
+    def put(
+        self, key: str, body: bytes, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         """Write ``key``."""
         ...
 

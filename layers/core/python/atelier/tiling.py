@@ -15,6 +15,7 @@ is bounded by the tile, the batch and one band, not by the image.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ CPU_DEFAULT = TileChoice(tile=256, batch=1)
 
 
 def split_axis(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """Cut one axis into cores and equal windows of at most ``tile + 2 * halo``: (core0, core1, win0, win1)."""
+    """Cut one axis into cores and equal windows of at most tile + 2 halo: (core0, core1, win0, win1)."""
     if length <= 0:
         raise ValueError(f"axis length must be positive, got {length}")
     if halo < 0:
@@ -67,7 +68,7 @@ def split_axis(length: int, tile: int, halo: int) -> list[tuple[int, int, int, i
     bounds = [(k * length) // count for k in range(count + 1)]  # even cores, each at most `tile`
     window = min(length, tile + 2 * halo)
     spans = []
-    for c0, c1 in zip(bounds[:-1], bounds[1:], strict=True):
+    for c0, c1 in itertools.pairwise(bounds):
         w0 = min(max(c0 - halo, 0), length - window)
         spans.append((c0, c1, w0, w0 + window))
     return spans
@@ -231,7 +232,8 @@ def choose_tiling(
         tile -= multiple
     if window_bytes(tile) > budget_bytes:
         raise ValueError(
-            f"a {budget_bytes} B budget cannot hold even a {tile}+2x{halo} px window at {bytes_per_pixel} B/px"
+            f"a {budget_bytes} B budget cannot hold even a {tile}+2x{halo} px window "
+            f"at {bytes_per_pixel} B/px"
         )
     if image_shape is not None:
         tile = min(tile, max(image_shape))  # no core larger than the image

@@ -50,6 +50,7 @@ class Upscaler:
         model_path: str | os.PathLike[str],
         *,
         provider: Provider = "auto",
+        precision: Literal["auto", "fp32", "fp16"] = "auto",
         fp16_model_path: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         device_id: int = 0,
@@ -57,7 +58,10 @@ class Upscaler:
         gpu_mem_limit_bytes: int | None = None,
         trt_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Load the model, derive its scale and halo from the graph, and open one session."""
+        """Load the model, derive its scale and halo from the graph, and open one session.
+
+        ``precision="auto"`` runs FP16 on a GPU and FP32 on the CPU.
+        """
         model = onnx.load(str(model_path))
         self.scale = edsr.graph_scale(model)
         self.halo = edsr.graph_receptive_field(model)
@@ -68,7 +72,7 @@ class Upscaler:
         self.metadata = meta
         self.provider = pick_provider(provider)
         self.device_id = device_id
-        self.fp16 = self.provider != "cpu"
+        self.fp16 = self.provider != "cpu" if precision == "auto" else precision == "fp16"
         n_feats = int(meta.get("n_feats", "64"))
         self.bytes_per_pixel = edsr.activation_bytes_per_pixel(n_feats, self.scale, 2 if self.fp16 else 4)
         self.gpu_budget_bytes = gpu_budget_bytes
@@ -106,7 +110,7 @@ class Upscaler:
             cuda_options["gpu_mem_limit"] = int(mem_limit)
         providers: list[Any] = []
         if self.provider == "tensorrt":
-            trt_options: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": True}
+            trt_options: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.fp16}
             if trt_cache is not None:
                 trt_options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache)}
             providers.append(("TensorrtExecutionProvider", trt_options))

@@ -85,7 +85,7 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
         _emit(result, metrics, logger)
         return result
 
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 def _record_failure(app: wiring.Adapters, job: StyleJob, key: str, exc: Exception, logger: Logger) -> None:

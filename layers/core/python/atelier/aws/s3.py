@@ -39,7 +39,9 @@ class S3ObjectStore:
         if length <= 0:
             return b""
         try:
-            r = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+            r = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+            )
             return bytes(r["Body"].read())
         except _ERRORS as exc:
             raise translate(exc, f"GetObject {key} (range)") from exc
@@ -58,11 +60,17 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise translate(exc, f"GetObject {key}") from exc
 
-    def put(self, key: str, body: bytes, content_type: str, metadata: Mapping[str, str] | None = None) -> None:
+    def put(
+        self, key: str, body: bytes, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         """PutObject."""
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, Metadata=dict(metadata or {})
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata=dict(metadata or {}),
             )
         except _ERRORS as exc:
             raise translate(exc, f"PutObject {key}") from exc

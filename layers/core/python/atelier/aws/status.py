@@ -62,7 +62,9 @@ class DynamoStatusStore:
         try:
             while True:
                 page = self.client.query(**kwargs)
-                items += [_from_dynamo({k: _de.deserialize(v) for k, v in it.items()}) for it in page["Items"]]
+                items += [
+                    _from_dynamo({k: _de.deserialize(v) for k, v in it.items()}) for it in page["Items"]
+                ]
                 if "LastEvaluatedKey" not in page:
                     return items
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -23,7 +23,7 @@ CLIENT_CONFIG = Config(
     retries={"max_attempts": 4, "mode": "standard"},
     connect_timeout=3,
     read_timeout=20,
-    s3={"addressing_style": os.environ.get("ATELIER_S3_ADDRESSING_STYLE", "auto")},
+    s3={"addressing_style": "path" if os.environ.get("ATELIER_S3_PATH_STYLE") == "1" else "auto"},
 )
 
 

@@ -13,7 +13,7 @@ DEFAULT_DIR = ".atelier/local"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Mount ``local`` with its ``up``, ``status`` and ``down`` subcommands on an argparse subparsers object."""
+    """Mount ``local`` (subcommands ``up``, ``status``, ``down``) on an argparse subparsers object."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "local", help="run the local stack (SeaweedFS for S3, moto for DynamoDB and SQS) on loopback"
     )
@@ -95,7 +95,9 @@ def _print_status(state: dict[str, Any]) -> None:
         servers.add_column(column)
     for name, info in state.get("servers", {}).items():
         alive = server_alive(info)
-        ports = ", ".join(f"{k} {v}" for k, v in (info.get("ports") or {}).items())
+        ports = " ".join(f"{k} {v}" for k, v in (info.get("ports") or {}).items() if not k.endswith(".grpc"))
+        if any(k.endswith(".grpc") for k in info.get("ports") or {}):
+            ports += " (gRPC +10000)"
         servers.add_row(
             name,
             "[green]running[/green]" if alive else "[red]stopped[/red]",

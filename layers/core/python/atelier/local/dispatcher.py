@@ -168,9 +168,11 @@ class Dispatcher:
         self.env = dict(env)
         self.s3 = s3
         self.sqs = sqs
-        self.buckets = list(buckets) if buckets is not None else [
-            b.name for b in template.buckets() if b.eventbridge_enabled
-        ]
+        self.buckets = (
+            list(buckets)
+            if buckets is not None
+            else [b.name for b in template.buckets() if b.eventbridge_enabled]
+        )
         self.prefix = prefix
         self.poll_enabled = poll
         self.poll_interval = poll_interval
@@ -245,16 +247,16 @@ class Dispatcher:
         for fn in self.functions.values():
             for rule in fn.event_rules:
                 routes.append(_Route(f"{fn.logical_id}.{rule.name}", rule.pattern, function=fn.logical_id))
-        for rule in self.template.rules():
-            if not rule.enabled:
+        for spec in self.template.rules():
+            if not spec.enabled:
                 continue
-            for arn in rule.target_arns:
+            for arn in spec.target_arns:
                 if arn in by_arn:
-                    routes.append(_Route(rule.logical_id, rule.pattern, function=by_arn[arn]))
+                    routes.append(_Route(spec.logical_id, spec.pattern, function=by_arn[arn]))
                 elif arn.startswith("arn:aws:sqs:"):
-                    routes.append(_Route(rule.logical_id, rule.pattern, queue_arn=arn))
+                    routes.append(_Route(spec.logical_id, spec.pattern, queue_arn=arn))
                 else:
-                    log.warning("rule %s: target %s is not played locally", rule.logical_id, arn)
+                    log.warning("rule %s: target %s is not played locally", spec.logical_id, arn)
         return routes
 
     def targets(self, event: Mapping[str, Any]) -> list[str]:
@@ -426,7 +428,9 @@ class Dispatcher:
                 invocation.error_type = type(exc).__name__
                 invocation.error_message = str(exc)
                 invocation.errors.append(f"{invocation.error_type}: {exc}")
-                log.warning("%s attempt %d failed: %s: %s", fn.logical_id, attempt, invocation.error_type, exc)
+                log.warning(
+                    "%s attempt %d failed: %s: %s", fn.logical_id, attempt, invocation.error_type, exc
+                )
                 if attempt <= fn.max_retry_attempts:
                     delay = self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)]
                     self._stop.wait(delay)
@@ -440,8 +444,9 @@ class Dispatcher:
                 invocation.destination = self._send_destination(fn.on_success.arn, record)
             return
 
-    def _fail(self, fn: FunctionSpec, invocation: Invocation, condition: str, exc: BaseException | None = None
-              ) -> None:
+    def _fail(
+        self, fn: FunctionSpec, invocation: Invocation, condition: str, exc: BaseException | None = None
+    ) -> None:
         invocation.outcome = "failed"
         if fn.on_failure is None:
             return
@@ -454,8 +459,9 @@ class Dispatcher:
         record = self._destination_record(fn, invocation, condition, payload)
         invocation.destination = self._send_destination(fn.on_failure.arn, record)
 
-    def _destination_record(self, fn: FunctionSpec, invocation: Invocation, condition: str, payload: Any
-                            ) -> dict[str, Any]:
+    def _destination_record(
+        self, fn: FunctionSpec, invocation: Invocation, condition: str, payload: Any
+    ) -> dict[str, Any]:
         response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
         if condition != "Success":
             response["functionError"] = "Unhandled"

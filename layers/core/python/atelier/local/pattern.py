@@ -69,7 +69,7 @@ def _match_value(matcher: Any, value: Any) -> bool:
         return _equal(matcher, value)
     if len(matcher) != 1:
         raise PatternError(f"a content filter takes exactly one operator: {matcher!r}")
-    (op, arg), = matcher.items()
+    ((op, arg),) = matcher.items()
     if op == "prefix":
         return _string_op(arg, value, lambda a, v: v.startswith(a))
     if op == "suffix":
@@ -126,7 +126,7 @@ def _anything_but(arg: Any, value: Any) -> bool:
     if isinstance(arg, Mapping):
         if len(arg) != 1:
             raise PatternError(f"anything-but takes one operator: {arg!r}")
-        (op, inner), = arg.items()
+        ((op, inner),) = arg.items()
         if op not in ("prefix", "suffix", "wildcard", "equals-ignore-case"):
             raise PatternError(f"anything-but does not take {op!r}")
         if not isinstance(value, str):

@@ -1,8 +1,9 @@
-"""Real servers on loopback (SeaweedFS for S3, moto for DynamoDB and SQS) with resources from template.yaml."""
+"""Real servers on loopback (SeaweedFS for S3, moto for DynamoDB and SQS), resources from template.yaml."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,11 +125,16 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child 
         pass
 
 
-def _spawn(cmd: list[str], log_path: Path, *, cwd: Path, detached: bool, env: Mapping[str, str] | None = None
-           ) -> subprocess.Popen[bytes]:
+def _spawn(
+    cmd: list[str], log_path: Path, *, cwd: Path, detached: bool, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     preexec: Callable[[], None] | None = None
-    if not detached and sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+    if (
+        not detached
+        and sys.platform.startswith("linux")
+        and threading.current_thread() is threading.main_thread()
+    ):
         preexec = _set_parent_death_signal
     with open(log_path, "ab") as out:
         return subprocess.Popen(
@@ -143,15 +149,19 @@ def _spawn(cmd: list[str], log_path: Path, *, cwd: Path, detached: bool, env: Ma
         )
 
 
-def terminate_pid(pid: int, *, create_time: float | None = None, timeout: float = 8.0) -> bool:
-    """Stop a process and its children (SIGTERM, then SIGKILL after ``timeout``); False if it was gone."""
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
-            return False  # the pid was reused by another process
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return False
+def terminate_pids(pids: Sequence[tuple[int, float | None]], *, timeout: float = 8.0) -> list[int]:
+    """Stop processes and their children together (SIGTERM, then SIGKILL after ``timeout``); those found."""
+    procs: list[psutil.Process] = []
+    found: list[int] = []
+    for pid, create_time in pids:
+        try:
+            proc = psutil.Process(pid)
+            if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
+                continue  # the pid was reused by another process
+            procs += [proc, *proc.children(recursive=True)]
+            found.append(pid)
+        except psutil.NoSuchProcess:
+            continue
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
@@ -160,7 +170,12 @@ def terminate_pid(pid: int, *, create_time: float | None = None, timeout: float 
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
     psutil.wait_procs(alive, timeout=5)
-    return True
+    return found
+
+
+def terminate_pid(pid: int, *, create_time: float | None = None, timeout: float = 8.0) -> bool:
+    """Stop a process and its children; False if it was already gone."""
+    return bool(terminate_pids([(pid, create_time)], timeout=timeout))
 
 
 def _pid_alive(pid: int, create_time: float | None) -> bool:
@@ -173,8 +188,19 @@ def _pid_alive(pid: int, create_time: float | None) -> bool:
         return False
 
 
-def _wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None,
-                log_path: Path | None) -> float:
+def _answers(call: Callable[[], Any]) -> bool:
+    call()
+    return True
+
+
+def _wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
+) -> float:
     start = time.monotonic()
     last_error: BaseException | None = None
     while time.monotonic() - start < timeout:
@@ -241,8 +267,9 @@ def _socket_path(run_dir: Path, name: str) -> str:
     return f"/tmp/atelier-{os.getpid()}-{random.randrange(1 << 30):x}-{name}.sock"
 
 
-def seaweed_command(weed: str, data_dir: Path, identities: Path, ports: Mapping[str, int], run_dir: Path
-                    ) -> list[str]:
+def seaweed_command(
+    weed: str, data_dir: Path, identities: Path, ports: Mapping[str, int], run_dir: Path
+) -> list[str]:
     """The ``weed mini`` command line: loopback only, every port chosen, optional gateways off."""
     cmd = [
         weed,
@@ -282,8 +309,9 @@ def write_identities(path: Path, access_key: str = ACCESS_KEY, secret_key: str =
     return path
 
 
-def start_seaweedfs(root: Path, *, detached: bool = False, timeout: float = 60.0, attempts: int = 3
-                    ) -> ServerProcess:
+def start_seaweedfs(
+    root: Path, *, detached: bool = False, timeout: float = 60.0, attempts: int = 3
+) -> ServerProcess:
     """Start SeaweedFS (``weed mini``) under ``root`` and wait until S3 ListBuckets answers."""
     weed = find_weed()
     identities = write_identities(root / "s3-identities.json")
@@ -300,15 +328,31 @@ def start_seaweedfs(root: Path, *, detached: bool = False, timeout: float = 60.0
         started = time.monotonic()
         proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached)
         endpoint = f"http://{LOOPBACK}:{ports['s3']}"
-        env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-               "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": DEFAULT_REGION}
+        env = {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": DEFAULT_REGION,
+        }
         s3 = client("s3", env, quick=True)
-        server = ServerProcess("s3", endpoint, {**ports, **{f"{k}.grpc": v + GRPC_OFFSET for k, v in ports.items()}},
-                               log_path, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
-                               cmd=cmd, popen=proc)
+        server = ServerProcess(
+            "s3",
+            endpoint,
+            {**ports, **{f"{k}.grpc": v + GRPC_OFFSET for k, v in ports.items()}},
+            log_path,
+            pid=proc.pid,
+            create_time=psutil.Process(proc.pid).create_time(),
+            cmd=cmd,
+            popen=proc,
+        )
         try:
-            _wait_until(lambda: bool(s3.list_buckets() is not None), timeout=timeout, what="SeaweedFS",
-                        proc=proc, log_path=log_path)
+            _wait_until(
+                functools.partial(_answers, s3.list_buckets),
+                timeout=timeout,
+                what="SeaweedFS",
+                proc=proc,
+                log_path=log_path,
+            )
         except StackError as exc:
             server.stop()
             last = exc
@@ -338,16 +382,33 @@ def start_moto(root: Path, *, mode: str = "thread", timeout: float = 30.0) -> Se
         (port,) = free_ports(1, with_grpc=False)
         cmd = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
         proc = _spawn(cmd, log_path, cwd=root, detached=mode == "detached")
-        result = ServerProcess("moto", f"http://{LOOPBACK}:{port}", {"moto": port}, log_path, pid=proc.pid,
-                               create_time=psutil.Process(proc.pid).create_time(), cmd=cmd, popen=proc)
+        result = ServerProcess(
+            "moto",
+            f"http://{LOOPBACK}:{port}",
+            {"moto": port},
+            log_path,
+            pid=proc.pid,
+            create_time=psutil.Process(proc.pid).create_time(),
+            cmd=cmd,
+            popen=proc,
+        )
     else:
         raise ValueError(f"moto mode must be thread, process or detached, not {mode!r}")
-    env = {"AWS_ENDPOINT_URL_DYNAMODB": result.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": DEFAULT_REGION}
+    env = {
+        "AWS_ENDPOINT_URL_DYNAMODB": result.endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": DEFAULT_REGION,
+    }
     ddb = client("dynamodb", env, quick=True)
     try:
-        _wait_until(lambda: "TableNames" in ddb.list_tables(), timeout=timeout, what="moto server", proc=proc,
-                    log_path=log_path)
+        _wait_until(
+            lambda: "TableNames" in ddb.list_tables(),
+            timeout=timeout,
+            what="moto server",
+            proc=proc,
+            log_path=log_path,
+        )
     except StackError:
         result.stop()
         raise
@@ -395,7 +456,9 @@ class LocalStack:
         """Start both servers, create the template's resources and compute the environment."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.s3_server = start_seaweedfs(self.data_dir, detached=self.detached, timeout=self.start_timeout)
+            self.s3_server = start_seaweedfs(
+                self.data_dir, detached=self.detached, timeout=self.start_timeout
+            )
             self.moto_server = start_moto(self.data_dir, mode=self.moto_mode, timeout=self.start_timeout)
             self._create_resources()
         except BaseException:
@@ -408,9 +471,13 @@ class LocalStack:
         if self._dispatcher is not None:
             self._dispatcher.stop()
             self._dispatcher = None
-        for server in (self.moto_server, self.s3_server):
-            if server is not None:
+        servers = [s for s in (self.moto_server, self.s3_server) if s is not None]
+        for server in servers:
+            if server.thread_server is not None:
                 server.stop()
+        terminate_pids([(s.pid, s.create_time) for s in servers if s.pid is not None])
+        for server in servers:
+            server.stop()
         self.moto_server = self.s3_server = None
         self._clients.clear()
 
@@ -647,10 +714,16 @@ def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
     state = read_state(data_dir)
     if state is None:
         return []
-    stopped = []
-    for name, info in state.get("servers", {}).items():
-        pid = info.get("pid")
-        if pid is not None and terminate_pid(int(pid), create_time=info.get("create_time"), timeout=timeout):
-            stopped.append(name)
+    servers = {
+        int(info["pid"]): name
+        for name, info in state.get("servers", {}).items()
+        if info.get("pid") is not None
+    }
+    pids = [
+        (int(info["pid"]), info.get("create_time"))
+        for info in state.get("servers", {}).values()
+        if info.get("pid") is not None
+    ]
+    stopped = [servers[pid] for pid in terminate_pids(pids, timeout=timeout)]
     (Path(data_dir) / STATE_FILE).unlink(missing_ok=True)
     return stopped

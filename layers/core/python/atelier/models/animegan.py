@@ -178,6 +178,7 @@ def build(
     layout: str = "NCHW",
     formulation: str = "fast",
     trained: bool | None = None,
+    size_multiple: int | None = None,
 ) -> onnx.ModelProto:
     """The generator as an ONNX model: input RGB in [-1, 1] (NCHW or NHWC), output RGB in [-1, 1]."""
     if layout not in LAYOUTS:
@@ -232,7 +233,13 @@ def build(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="atelier", producer_version="1"
     )
     model.ir_version = 8
-    meta = {"architecture": "animeganv2", "layout": layout, "value_range": "[-1,1]", "formulation": formulation}
+    meta = {
+        "architecture": "animeganv2",
+        "layout": layout,
+        "value_range": "[-1,1]",
+        "formulation": formulation,
+        "size_multiple": str(size_multiple or (4 if layout == "NCHW" else 32)),
+    }
     if trained is not None:
         meta["trained"] = "true" if trained else "false"
     helper.set_model_props(model, meta)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -238,48 +239,17 @@ def write_state_dict(path: str | Path, weights: Mapping[str, np.ndarray], legacy
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """An fp16 copy of ``model`` with fp32 inputs and outputs (casts at the edges)."""
+    """An fp16 copy of ``model`` with fp32 inputs and outputs (``keep_io_types``)."""
     try:
         from onnxconverter_common import float16
-    except ImportError:  # pragma: no cover - the fallback is exercised only without the package
-        return _to_fp16_plain(model)
-    converted: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
+    except ImportError:
+        from atelier.models import fp16
+
+        return fp16.convert(model)
+    with warnings.catch_warnings():  # it warns once per weight it clamps to the fp16 range
+        warnings.simplefilter("ignore", UserWarning)
+        converted: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
     return converted
-
-
-def _to_fp16_plain(model: onnx.ModelProto) -> onnx.ModelProto:
-    from onnx import TensorProto, helper, numpy_helper
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
-    casts_in = []
-    for inp in g.input:
-        if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
-            new = f"{inp.name}__fp16"
-            for node in g.node:
-                node.input[:] = [new if n == inp.name else n for n in node.input]
-            casts_in.append(helper.make_node("Cast", [inp.name], [new], to=TensorProto.FLOAT16))
-    for out in g.output:
-        if out.type.tensor_type.elem_type == TensorProto.FLOAT:
-            old = f"{out.name}__fp16"
-            for node in g.node:
-                node.output[:] = [old if n == out.name else n for n in node.output]
-            g.node.append(helper.make_node("Cast", [old], [out.name], to=TensorProto.FLOAT))
-    for node in g.node:
-        if node.op_type == "Cast":
-            continue
-        for attr in node.attribute:
-            if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                attr.i = TensorProto.FLOAT16
-    nodes = casts_in + list(g.node)
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
-    return m
 
 
 def builder_for(entry: ModelEntry) -> Callable[[dict[str, np.ndarray] | None, int], onnx.ModelProto]:
@@ -339,6 +309,7 @@ def convert(entry: ModelEntry, source: str | Path, out_dir: str | Path) -> dict[
 
 def save_precisions(model: onnx.ModelProto, precisions: tuple[str, ...], out_dir: Path) -> dict[str, Path]:
     """Write ``model`` as model.fp32.onnx (and model.fp16.onnx when asked) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for precision in precisions:
         target = out_dir / f"model.{precision}.onnx"

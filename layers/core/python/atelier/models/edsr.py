@@ -422,7 +422,7 @@ def _forward(model: onnx.ModelProto, axis: int) -> tuple[Fraction, int]:
 
 
 def graph_receptive_field(model: onnx.ModelProto) -> int:
-    """Derive the halo (input pixels) of a conv graph from its Conv, DepthToSpace, Resize and pointwise nodes."""
+    """Derive the halo (input pixels) of a graph from its Conv, DepthToSpace, Resize and pointwise nodes."""
     nodes = _spatial_nodes(model)
     source, sink = model.graph.input[0].name, model.graph.output[0].name
     worst = 0
@@ -488,7 +488,7 @@ def conv_macs_per_input_pixel(model: onnx.ModelProto) -> float:
             dims = list(consts[node.input[1]].dims)
             macs += float(area) * dims[0] * dims[1] * dims[2] * dims[3]
         elif node.op_type == "DepthToSpace":
-            b = int(_attr(node, "blocksize", 1))  # type: ignore[call-overload]
+            b = int(_attr(node, "blocksize", 1))
             area = src * b * b
         for o in node.output:
             res[o] = area

@@ -28,7 +28,9 @@ class Style:
         merged = dict(self.defaults)
         for key, value in (overrides or {}).items():
             if key not in self.defaults:
-                raise ValueError(f"style {self.name!r} has no parameter {key!r}; it has {sorted(self.defaults)}")
+                raise ValueError(
+                    f"style {self.name!r} has no parameter {key!r}; it has {sorted(self.defaults)}"
+                )
             merged[key] = type(self.defaults[key])(value)
         return merged
 

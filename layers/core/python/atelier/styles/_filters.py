@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,6 +43,19 @@ def add_offset(bgr: np.ndarray, offset: np.ndarray) -> np.ndarray:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_LOCAL = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: type[np.generic] | np.dtype[np.generic]) -> np.ndarray:
+    """A per-thread reusable buffer: fresh large arrays cost page faults on every strip."""
+    cache: dict[str, np.ndarray] | None = getattr(_LOCAL, "cache", None)
+    if cache is None:
+        cache = _LOCAL.cache = {}
+    buf = cache.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = cache[name] = np.empty(shape, dtype)
+    return buf
 
 
 def workers() -> int:
@@ -60,8 +74,9 @@ def parallel(fn: Callable[[int, int], None], total: int, chunk: int) -> None:
         for a, b in spans:
             fn(a, b)
         return
-    global _POOL
-    if _POOL is None or _POOL._max_workers != n:
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE != n:
         _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="atelier-style")
+        _POOL_SIZE = n
     for f in [_POOL.submit(fn, a, b) for a, b in spans]:
         f.result()

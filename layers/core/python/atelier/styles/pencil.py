@@ -84,25 +84,30 @@ def _side_counts(q: np.ndarray, axis: int) -> np.ndarray:
 
     shape = list(q.shape)
     shape[axis] = n + 2 * _PAD
-    pad = np.full(shape, 65535, np.uint16)
+    pad = F.scratch("pencil.pad", tuple(shape), np.uint16)
+    pad.fill(65535)
     part(pad, _PAD + 1, n - 1)[...] = part(q, 1, n - 1)
     boxes = {1: pad}
     length = 1
     while length < _LEVELS[-1][1] - _LEVELS[-1][0]:
         prev = boxes[length]
         size = prev.shape[axis] - length
-        boxes[2 * length] = cv2.add(part(prev, 0, size), part(prev, length, size))
+        shape[axis] = size
+        box = F.scratch(f"pencil.box{2 * length}", tuple(shape), np.uint16)
+        cv2.add(part(prev, 0, size), part(prev, length, size), dst=box)
+        boxes[2 * length] = box
         length *= 2
     total = np.zeros(q.shape, np.uint16)
-    budget = np.empty(q.shape, np.uint16)
-    frac = np.empty(q.shape, np.uint16)
+    budget = F.scratch("pencil.budget", q.shape, np.uint16)
+    frac = F.scratch("pencil.frac", q.shape, np.uint16)
     for side in (1, -1):
         budget.fill(_R)
         for lo, hi in _LEVELS:
             span = hi - lo
             start = _PAD + lo + 1 if side == 1 else _PAD - hi + 1
             cost = part(boxes[span], start, n)
-            cv2.divide(budget, cv2.max(budget, cost), dst=frac, scale=_FRAC * span)
+            cv2.max(budget, cost, dst=frac)
+            cv2.divide(budget, frac, dst=frac, scale=_FRAC * span)
             cv2.add(total, frac, dst=total)
             cv2.subtract(budget, cost, dst=budget)
     return total

@@ -1,0 +1,241 @@
+"""AnimeGANv2 inference core: one ONNX Runtime CPU session per process, any aspect ratio, capped size.
+
+The Lambda handler builds one :class:`AnimeModel` at module level (``load_model`` caches it per path) and
+calls :meth:`AnimeModel.stylize` per image. ``obtain_model_file`` finds the model file in the function
+package or fetches it once from an S3 model prefix into /tmp, checked by SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+DEFAULT_MAX_SIDE = 1024
+MIN_SIDE = 32  # the generator's 7x7 reflection pads and two stride-2 stages need a few pixels
+DEFAULT_TMP_DIR = Path(os.environ.get("ATELIER_MODEL_TMP", "/tmp/atelier-models"))
+
+SESSIONS_CREATED = 0  # how many ONNX Runtime sessions this process has built (see load_model)
+_CACHE: dict[tuple[Any, ...], AnimeModel] = {}
+_LOCK = threading.Lock()
+
+
+def working_size(height: int, width: int, max_side: int, multiple: int) -> tuple[int, int]:
+    """(height, width) the model runs at: longest side capped, each side rounded to ``multiple``."""
+    if height < 1 or width < 1:
+        raise ValueError("empty image")
+    scale = min(1.0, max_side / max(height, width))
+
+    def side(n: int) -> int:
+        v = max(MIN_SIDE, n * scale)
+        r = max(multiple, int(round(v / multiple)) * multiple)
+        if r > max_side:
+            r = max(multiple, (max_side // multiple) * multiple)
+        return int(r)
+
+    return side(height), side(width)
+
+
+def output_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) of the result: the input's size, scaled down so the longest side fits ``max_side``."""
+    longest = max(height, width)
+    if longest <= max_side:
+        return height, width
+    scale = max_side / longest
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def session_options(threads: int | None = None, optimized_path: str | None = None) -> Any:
+    """ONNX Runtime options tuned for one image at a time on a few CPU cores and little memory."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 6)
+    opts.inter_op_num_threads = 1
+    # Shapes change with every image: a memory pattern cannot be reused, and the arena would keep the
+    # largest activation set of any image for the life of the process.
+    opts.enable_mem_pattern = False
+    opts.enable_cpu_mem_arena = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if optimized_path:
+        opts.optimized_model_filepath = optimized_path
+    return opts
+
+
+class AnimeModel:
+    """A loaded AnimeGANv2 generator (NCHW or NHWC, values in [-1, 1]) ready to stylize BGR images."""
+
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        *,
+        threads: int | None = None,
+        layout: str | None = None,
+        size_multiple: int | None = None,
+        optimized_path: str | None = None,
+    ) -> None:
+        global SESSIONS_CREATED
+        import onnxruntime as ort
+
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(
+            source, session_options(threads, optimized_path), providers=["CPUExecutionProvider"]
+        )
+        SESSIONS_CREATED += 1
+        meta = self.session.get_modelmeta().custom_metadata_map
+        inp = self.session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.output_name: str = self.session.get_outputs()[0].name
+        self.layout: str = layout or meta.get("layout") or _guess_layout(inp.shape)
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"unsupported layout {self.layout!r}")
+        self.size_multiple: int = size_multiple or int(meta.get("size_multiple", "32"))
+        trained = meta.get("trained")
+        self.trained: bool | None = None if trained is None else trained == "true"
+
+    def stylize(self, bgr: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+        """Anime rendering of an 8-bit BGR image, at its size (longest side capped at ``max_side``)."""
+        if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+            raise ValueError("stylize expects an HxWx3 uint8 BGR image")
+        h, w = bgr.shape[:2]
+        wh, ww = working_size(h, w, max_side, self.size_multiple)
+        oh, ow = output_size(h, w, max_side)
+        out = self.run_rgb_blob(_to_blob(bgr, wh, ww, self.layout))
+        return _from_output(out, self.layout, oh, ow)
+
+    def run_rgb_blob(self, blob: np.ndarray) -> np.ndarray:
+        """Run the generator on a prepared [-1, 1] RGB tensor in the model's layout."""
+        (out,) = self.session.run([self.output_name], {self.input_name: blob})
+        return np.asarray(out)
+
+
+def _guess_layout(shape: list[Any]) -> str:
+    return "NHWC" if len(shape) == 4 and shape[3] == 3 else "NCHW"
+
+
+def _to_blob(bgr: np.ndarray, height: int, width: int, layout: str) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    shrinking = height * width < h * w
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    img = bgr if (h, w) == (height, width) else cv2.resize(bgr, (width, height), interpolation=interp)
+    if layout == "NCHW":
+        # one pass: BGR->RGB, (x - 127.5) / 127.5, HWC->CHW
+        blob: np.ndarray = cv2.dnn.blobFromImage(img, 1.0 / 127.5, (width, height), (127.5, 127.5, 127.5), True)
+        return blob
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return (rgb.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0))[None]
+
+
+def _from_output(out: np.ndarray, layout: str, height: int, width: int) -> np.ndarray:
+    hwc = out[0].transpose(1, 2, 0) if layout == "NCHW" else out[0]
+    rgb = cv2.convertScaleAbs(np.ascontiguousarray(hwc), alpha=127.5, beta=127.5)  # saturating round to uint8
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if bgr.shape[:2] != (height, width):
+        shrinking = height * width < bgr.shape[0] * bgr.shape[1]
+        bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return bgr
+
+
+def load_model(path: str | Path, *, threads: int | None = None, layout: str | None = None) -> AnimeModel:
+    """The process-wide AnimeModel for ``path`` (built on the first call, the same object afterwards)."""
+    key = (str(Path(path).resolve()), threads, layout)
+    with _LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = AnimeModel(path, threads=threads, layout=layout)
+            _CACHE[key] = model
+        return model
+
+
+def clear_cache() -> None:
+    """Forget the cached models (tests)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+S3Download = Callable[[str, str, str], None]
+
+
+def obtain_model_file(
+    name: str,
+    *,
+    sha256: str,
+    package_dir: str | Path | None = None,
+    s3_uri: str | None = None,
+    s3: Any = None,
+    tmp_dir: str | Path | None = None,
+    precision: str = "fp32",
+) -> Path:
+    """Path of model ``name``: from the function package, else fetched once from S3 into /tmp.
+
+    ``s3`` is a boto3 S3 client or a callable ``(bucket, key, dest_path)``; the file is checked against
+    ``sha256`` wherever it comes from, and a cached copy in /tmp is reused only if it still matches.
+    """
+    filename = f"model.{precision}.onnx"
+    if package_dir is not None:
+        candidate = Path(package_dir) / name / filename
+        if candidate.exists():
+            _require_sha(candidate, sha256)
+            return candidate
+    if not s3_uri:
+        raise FileNotFoundError(f"model {name} is not in the package and no S3 model prefix is set")
+    target = Path(tmp_dir or DEFAULT_TMP_DIR) / name / filename
+    if target.exists() and _sha256(target) == sha256:
+        return target
+    bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")
+    key = "/".join(p for p in (prefix.strip("/"), name, filename) if p)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_suffix(".part")
+    if s3 is None:
+        raise ValueError("an S3 client or download callable is needed to fetch the model")
+    download: S3Download = s3.download_file if hasattr(s3, "download_file") else s3
+    download(bucket, key, str(part))
+    try:
+        _require_sha(part, sha256)
+    except ValueError:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_sha(path: Path, expected: str) -> None:
+    got = _sha256(path)
+    if got != expected.lower():
+        raise ValueError(f"{path}: SHA-256 {got} does not match the expected {expected}")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images in dB (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+__all__ = [
+    "DEFAULT_MAX_SIDE",
+    "AnimeModel",
+    "clear_cache",
+    "load_model",
+    "obtain_model_file",
+    "output_size",
+    "psnr",
+    "session_options",
+    "working_size",
+]
