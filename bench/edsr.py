@@ -102,6 +102,7 @@ class GpuMemorySampler:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this (fresh) process: time, peak RSS, peak GPU memory, optional comparisons."""
+    from atelier import tiling
     from atelier.upscale import Upscaler
 
     sampler = GpuMemorySampler() if spec["provider"] != "cpu" else None
@@ -112,7 +113,15 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     )
     tile = spec["tile"]
     choice = upscaler._choice(image, tile, spec.get("batch"))
-    result: dict[str, Any] = {"tile": choice.tile, "batch": choice.batch, "providers": upscaler.providers}
+    rows = tiling.split_axis(height, choice.tile, upscaler.halo)
+    cols = tiling.split_axis(width, choice.tile, upscaler.halo)
+    window = f"{cols[0][3] - cols[0][2]}x{rows[0][3] - rows[0][2]}"
+    result: dict[str, Any] = {
+        "tile": choice.tile,
+        "batch": choice.batch,
+        "tiles": f"{len(rows) * len(cols)} of {window}" if choice.tile else "1 (whole)",
+        "providers": upscaler.providers,
+    }
     if spec["mode"] == "time":
         out = np.empty((height * upscaler.scale, width * upscaler.scale, 3), np.uint8)
         times = []
@@ -152,8 +161,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def build_models(directory: Path, scales: list[int], full: bool) -> dict[str, tuple[Path, float]]:
-    """Write the EDSR models to benchmark; returns name -> (path, conv MACs per input pixel)."""
+Models = dict[str, tuple[Path, float, int]]
+
+
+def build_models(directory: Path, scales: list[int], full: bool) -> Models:
+    """Write the EDSR models to benchmark: name -> (path, conv MACs per input pixel, halo)."""
     import onnx
     from atelier.models import edsr
 
@@ -164,7 +176,8 @@ def build_models(directory: Path, scales: list[int], full: bool) -> dict[str, tu
             model = edsr.build(scale, **config)
             path = directory / f"edsr_{name}_x{scale}.onnx"
             onnx.save(model, str(path))
-            models[f"{name} x{scale}"] = (path, edsr.conv_macs_per_input_pixel(model))
+            halo = edsr.receptive_field(config["n_resblocks"], scale)
+            models[f"{name} x{scale}"] = (path, edsr.conv_macs_per_input_pixel(model), halo)
     return models
 
 
@@ -182,7 +195,9 @@ def main() -> None:
     parser.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default="cpu")
     parser.add_argument("--scales", type=int, nargs="+", default=None, help="default: 2 3 4 (CPU), 4 (GPU)")
     parser.add_argument("--sizes", nargs="+", default=None, help="WIDTHxHEIGHT inputs")
-    parser.add_argument("--tile", type=int, default=None, help="tile side; default 128 on CPU, auto on GPU")
+    parser.add_argument(
+        "--tiles", type=int, nargs="+", default=None, help="default: 128 256 (CPU), auto (GPU)"
+    )
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -194,26 +209,27 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
 
+    from atelier import tiling
+
     gpu = args.provider != "cpu"
     scales = args.scales or ([4] if gpu else [2, 3, 4])
     sizes = [parse_size(s) for s in (args.sizes or (GPU_SIZES if gpu else CPU_SIZES))]
-    tile = args.tile if args.tile is not None else (None if gpu else 128)
+    tiles: list[int | None] = list(args.tiles) if args.tiles else ([None] if gpu else [128, 256])
     precision = "fp16" if gpu else "fp32"
     with tempfile.TemporaryDirectory(prefix="edsr-bench-") as tmp:
         models = build_models(Path(tmp), scales, args.full)
-        print(
-            f"provider {args.provider}, {args.threads} threads, precision {precision}, seeded untrained weights"
-        )
+        print(f"provider {args.provider}, {args.threads} threads, precision {precision}")
+        print("seeded untrained weights: the real cost, not real super-resolution")
         print(f"median of {args.repeats} runs after one warm-up; each row a fresh process\n")
-        header = "| model | input | mode | tile x batch | time s | MP/s in | peak RSS MiB |"
+        header = "| model | input | mode | tiles (window) x batch | time s | MP/s in | peak RSS MiB |"
         rule = "|---|---|---|---|---:|---:|---:|"
         if gpu:
             header += " peak GPU MiB | % FP16 peak |"
             rule += "---:|---:|"
         print(header)
         print(rule)
-        diffs = []
-        for name, (path, macs) in models.items():
+        quality: list[list[str]] = []
+        for name, (path, macs, halo) in models.items():
             for h, w in sizes:
                 base = {
                     "model": str(path),
@@ -224,40 +240,43 @@ def main() -> None:
                     "repeats": args.repeats,
                     "batch": args.batch,
                 }
-                modes = [("tiled", tile)] if gpu else [("whole", 0), ("tiled", tile)]
+                # a tile plan of one window is whole-image inference again: not worth a row of its own
+                split = [t for t in tiles if t is None or tiling.count_tiles(h, w, t, halo) > 1]
+                modes = (
+                    [("tiled", t) for t in split] if gpu else [("whole", 0), *(("tiled", t) for t in split)]
+                )
                 for mode, t in modes:
                     r = measure({**base, "mode": "time", "tile": t})
-                    mp = h * w / 1e6
                     cells = [
                         name,
                         f"{w}x{h}",
                         mode,
-                        f"{r['tile'] or 'whole'} x {r['batch']}",
+                        f"{r['tiles']} x {r['batch']}",
                         fmt(r["seconds"]),
-                        fmt(mp / r["seconds"], 3),
+                        fmt(h * w / 1e6 / r["seconds"], 3),
                         fmt(r["peak_rss_mib"], 0),
                     ]
                     if gpu:
                         share = 2 * macs * h * w / r["seconds"] / (args.peak_tflops * 1e12) * 100
                         cells += [fmt(r.get("peak_gpu_mib"), 0), fmt(share, 1)]
                     print("| " + " | ".join(cells) + " |", flush=True)
-                if not args.no_diff and (not gpu or h * w <= 2_100_000):
-                    d = measure({**base, "mode": "diff", "tile": tile})
-                    diffs.append((name, f"{w}x{h}", f"{d['tile']} x {d['batch']}", d["max_abs_diff"]))
-                    if gpu:
-                        q = measure({**base, "mode": "psnr", "tile": tile})
-                        diffs[-1] = (*diffs[-1], q["psnr_db"])
-        if diffs:
-            print(
-                "\n| model | input | tile x batch | max abs diff, tiled vs whole (0-255 scale) |"
-                + (" FP16 vs FP32 PSNR dB |" if gpu else "")
-            )
-            print("|---|---|---|---:|" + ("---:|" if gpu else ""))
-            for row in diffs:
-                cells = [str(row[0]), str(row[1]), str(row[2]), f"{row[3]:.2e}"]
+                if args.no_diff or not split or (gpu and h * w > 2_100_000):
+                    continue
+                tile = split[0]
+                d = measure({**base, "mode": "diff", "tile": tile})
+                row = [name, f"{w}x{h}", f"{d['tiles']} x {d['batch']}", f"{d['max_abs_diff']:.2e}"]
                 if gpu:
-                    cells.append(fmt(float(row[4]), 1))  # type: ignore[misc]
-                print("| " + " | ".join(cells) + " |")
+                    row.append(fmt(measure({**base, "mode": "psnr", "tile": tile})["psnr_db"], 1))
+                quality.append(row)
+        if quality:
+            print(
+                "\n| model | input | tiles (window) x batch | max abs diff tiled vs whole, 0-255 scale |",
+                end="",
+            )
+            print(" FP16 vs FP32 PSNR dB |" if gpu else "")
+            print("|---|---|---|---:|" + ("---:|" if gpu else ""))
+            for row in quality:
+                print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -177,7 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="format, size and verdict of each photo, from its header alone")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="the main job on the local stack: upload, render every style, gallery")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("--out", default="out", help="folder for the renders and index.html (default: out)")
+    p.add_argument("--dir", default=None, help="keep the stack's data here instead of a temporary folder")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_demo)
+
+    from atelier.local.cli import add_parser as add_local
+
+    add_local(sub)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the main job on the local stack (``make run``)."""
+    from atelier import demo
+
+    data_dir = Path(args.dir) if args.dir else None
+    return demo.run([Path(p) for p in args.photos], Path(args.out), data_dir, args.timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

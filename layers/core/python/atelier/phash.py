@@ -45,7 +45,7 @@ def _sinc(x: float) -> float:
 
 @functools.lru_cache(maxsize=32)
 def _coefficients(in_size: int, out_size: int = _SIDE) -> tuple[np.ndarray, int, int]:
-    """Pillow's fixed-point LANCZOS weights as a dense (out_size, in_size) float64 matrix, and the rows used."""
+    """Pillow's fixed-point LANCZOS weights as a dense (out_size, in_size) float64 matrix, and rows used."""
     scale = float(in_size) / out_size
     filterscale = max(scale, 1.0)
     support = 3.0 * filterscale

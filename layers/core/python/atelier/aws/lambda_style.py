@@ -60,7 +60,6 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
         idempotency.register_lambda_context(context)
         obj = event.detail.object
         key = obj.key  # URL-decoded by the data class
-        metrics.add_dimension(name="style", value=style.name)
         logger.append_keys(key=key, style=style.name)
         if not keys.is_incoming(key):
             logger.warning("ignored: not an upload")
