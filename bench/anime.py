@@ -93,14 +93,20 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
         out = run()
         times.append(time.perf_counter() - t0)
     cv2.imwrite(out_png, out)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"median_s": statistics.median(times), "min_s": min(times), "peak_rss_mb": peak_kb / 1024}
+    return {"median_s": statistics.median(times), "min_s": min(times), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_models(folder: Path, int8: bool) -> dict[str, Path]:
     """The dev generator (seed 0) in both formulations, plus an int8 copy when asked."""
     import onnx
-
     from atelier.models import animegan
 
     paths = {}
@@ -146,7 +152,6 @@ def quantize(src: Path, dst: Path) -> Path:
 def psnr_files(a: str, b: str) -> float:
     """PSNR in dB of two image files."""
     import cv2
-
     from atelier.anime import psnr
 
     return psnr(cv2.imread(a), cv2.imread(b))
@@ -154,7 +159,9 @@ def psnr_files(a: str, b: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every mode at every size, each in its own subprocess, and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -177,15 +184,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.int8:
             modes["atelier-int8"] = paths["int8"]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        table = Table(title=f"AnimeGANv2 dev generator (UNTRAINED weights), ONNX Runtime CPU, {args.threads} threads")
+        table = Table(
+            title=f"AnimeGANv2 dev generator (UNTRAINED weights), ONNX Runtime CPU, {args.threads} threads"
+        )
         for col in ("size", "mode", "median s", "min s", "peak RSS MB", "speed-up", "PSNR vs plain dB"):
             table.add_column(col)
         for size in args.sizes:
             results = {}
             for mode, model in modes.items():
                 out = str(folder / f"{mode}-{size}.png")
-                cmd = [sys.executable, __file__, "--repeat", str(args.repeat if size <= 512 else max(2, args.repeat // 2)),
-                       "--threads", str(args.threads), "--worker", mode, str(model), str(size), out]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--repeat",
+                    str(args.repeat if size <= 512 else max(2, args.repeat // 2)),
+                    "--threads",
+                    str(args.threads),
+                    "--worker",
+                    mode,
+                    str(model),
+                    str(size),
+                    out,
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                 results[mode] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"png": out}
             base = results["plain-reference"]

@@ -36,7 +36,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def test_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic photo-like BGR uint8 image: smooth colour fields with edges and some grain."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -107,12 +107,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     sampler = GpuMemorySampler() if spec["provider"] != "cpu" else None
     height, width = spec["size"]
-    image = test_image(height, width)
+    image = sample_image(height, width)
     upscaler = Upscaler(
         spec["model"], provider=spec["provider"], threads=spec["threads"], precision=spec["precision"]
     )
     tile = spec["tile"]
-    choice = upscaler._choice(image, tile, spec.get("batch"))
+    choice = upscaler.plan(height, width, tile, spec.get("batch"))
     rows = tiling.split_axis(height, choice.tile, upscaler.halo)
     cols = tiling.split_axis(width, choice.tile, upscaler.halo)
     window = f"{cols[0][3] - cols[0][2]}x{rows[0][3] - rows[0][2]}"
@@ -220,7 +220,8 @@ def main() -> None:
         models = build_models(Path(tmp), scales, args.full)
         print(f"provider {args.provider}, {args.threads} threads, precision {precision}")
         print("seeded untrained weights: the real cost, not real super-resolution")
-        print(f"median of {args.repeats} runs after one warm-up; each row a fresh process\n")
+        print(f"median of {args.repeats} runs after one warm-up; each row a fresh process")
+        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
         header = "| model | input | mode | tiles (window) x batch | time s | MP/s in | peak RSS MiB |"
         rule = "|---|---|---|---|---:|---:|---:|"
         if gpu:
@@ -268,6 +269,7 @@ def main() -> None:
                 if gpu:
                     row.append(fmt(measure({**base, "mode": "psnr", "tile": tile})["psnr_db"], 1))
                 quality.append(row)
+        print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
         if quality:
             print(
                 "\n| model | input | tiles (window) x batch | max abs diff tiled vs whole, 0-255 scale |",

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-
 from atelier import anime
 from atelier.decode import decode
 from atelier.models import animegan
@@ -105,9 +104,9 @@ def test_session_is_built_once(model_files: dict[str, Path]) -> None:
     for _ in range(3):
         assert anime.load_model(model_files["NCHW"], threads=1) is first
         first.stylize(_image(32, 32))
-    assert anime.SESSIONS_CREATED == before + 1
+    assert before + 1 == anime.SESSIONS_CREATED
     other = anime.load_model(model_files["NHWC"], threads=1)
-    assert other is not first and anime.SESSIONS_CREATED == before + 2
+    assert other is not first and before + 2 == anime.SESSIONS_CREATED
 
 
 def test_model_from_bytes(model_files: dict[str, Path]) -> None:
@@ -123,7 +122,9 @@ def test_obtain_model_file_from_package(tmp_path: Path, model_files: dict[str, P
     pkg = tmp_path / "pkg" / "animeganv2-dev"
     pkg.mkdir(parents=True)
     (pkg / "model.fp32.onnx").write_bytes(model_files["NCHW"].read_bytes())
-    got = anime.obtain_model_file("animeganv2-dev", sha256=_sha(model_files["NCHW"]), package_dir=tmp_path / "pkg")
+    got = anime.obtain_model_file(
+        "animeganv2-dev", sha256=_sha(model_files["NCHW"]), package_dir=tmp_path / "pkg"
+    )
     assert got == pkg / "model.fp32.onnx"
     with pytest.raises(ValueError, match="SHA-256"):
         anime.obtain_model_file("animeganv2-dev", sha256="0" * 64, package_dir=tmp_path / "pkg")

@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from atelier import models
 from atelier.models import animegan, cli, convert
 
@@ -72,7 +71,7 @@ def test_formulations_agree_and_layouts_match() -> None:
     assert ref.shape == (1, 3, 48, 80)
     assert np.abs(ref - fast).max() < 1e-3
     assert np.abs(nhwc.transpose(0, 3, 1, 2) - fast).max() < 1e-5
-    assert -1.0 <= float(ref.min()) and float(ref.max()) <= 1.0
+    assert float(ref.min()) >= -1.0 and float(ref.max()) <= 1.0
 
 
 def test_fp16_copy_keeps_float32_io() -> None:
@@ -82,8 +81,18 @@ def test_fp16_copy_keeps_float32_io() -> None:
 
 
 def _build_dev(tmp_path, seed: int) -> dict:
-    rc = cli.main(["--cache", str(tmp_path), "build-dev", "--seed", str(seed), "--only", "animeganv2-dev",
-                   "animeganv2-dev-nhwc"])
+    rc = cli.main(
+        [
+            "--cache",
+            str(tmp_path),
+            "build-dev",
+            "--seed",
+            str(seed),
+            "--only",
+            "animeganv2-dev",
+            "animeganv2-dev-nhwc",
+        ]
+    )
     assert rc == 0
     return {n: models.read_info(n, tmp_path) for n in ("animeganv2-dev", "animeganv2-dev-nhwc")}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-
 from atelier import models
 from atelier.anime import AnimeModel
 from atelier.models import animegan, convert
@@ -36,7 +35,9 @@ class _Server:
                 body = server.payload[start:]
                 self.send_response(206 if rng else 200)
                 if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                    self.send_header(
+                        "Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}"
+                    )
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if server.cut_first_at is not None:
@@ -89,7 +90,9 @@ def test_good_file_is_installed_and_runs(tmp_path: Path, server: _Server, onnx_b
     assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["trained"] == "true"
 
 
-def test_corrupt_file_is_refused_and_nothing_installed(tmp_path: Path, server: _Server, onnx_bytes: bytes) -> None:
+def test_corrupt_file_is_refused_and_nothing_installed(
+    tmp_path: Path, server: _Server, onnx_bytes: bytes
+) -> None:
     wrong = hashlib.sha256(onnx_bytes + b"x").hexdigest()
     with pytest.raises(HashMismatch):
         fetch(_entry(server.url, wrong), root=tmp_path)
@@ -125,7 +128,9 @@ def test_prefix_pin_is_checked(tmp_path: Path, server: _Server, onnx_bytes: byte
     sha = hashlib.sha256(onnx_bytes).hexdigest()
     assert download(server.url, tmp_path / "a.onnx", sha256_prefix=sha[:8]) == sha
     with pytest.raises(HashMismatch):
-        download(server.url, tmp_path / "b.onnx", sha256_prefix="00000000" if sha[:8] != "00000000" else "11111111")
+        download(
+            server.url, tmp_path / "b.onnx", sha256_prefix="00000000" if sha[:8] != "00000000" else "11111111"
+        )
 
 
 def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:

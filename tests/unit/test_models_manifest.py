@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from atelier import models
 from atelier.models import animegan
 

@@ -35,7 +35,7 @@ def working_size(height: int, width: int, max_side: int, multiple: int) -> tuple
 
     def side(n: int) -> int:
         v = max(MIN_SIDE, n * scale)
-        r = max(multiple, int(round(v / multiple)) * multiple)
+        r = max(multiple, round(v / multiple) * multiple)
         if r > max_side:
             r = max(multiple, (max_side // multiple) * multiple)
         return int(r)
@@ -129,7 +129,9 @@ def _to_blob(bgr: np.ndarray, height: int, width: int, layout: str) -> np.ndarra
     img = bgr if (h, w) == (height, width) else cv2.resize(bgr, (width, height), interpolation=interp)
     if layout == "NCHW":
         # one pass: BGR->RGB, (x - 127.5) / 127.5, HWC->CHW
-        blob: np.ndarray = cv2.dnn.blobFromImage(img, 1.0 / 127.5, (width, height), (127.5, 127.5, 127.5), True)
+        blob: np.ndarray = cv2.dnn.blobFromImage(
+            img, 1.0 / 127.5, (width, height), (127.5, 127.5, 127.5), True
+        )
         return blob
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return (rgb.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0))[None]

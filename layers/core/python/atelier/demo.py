@@ -77,7 +77,8 @@ def _wait(stack: Any, uploads: list[Uploaded], timeout: float) -> dict[str, dict
     while True:
         seen = {u.image_id: {i["style"]: i for i in status.get_status(u.image_id)} for u in uploads}
         finished = all(
-            wanted <= set(items) and all(items[s]["state"] in TERMINAL for s in wanted) for items in seen.values()
+            wanted <= set(items) and all(items[s]["state"] in TERMINAL for s in wanted)
+            for items in seen.values()
         )
         if finished or time.monotonic() > deadline:
             stack.dispatcher.wait_idle(timeout=10)

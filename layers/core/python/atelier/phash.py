@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 
+import cv2
 import numpy as np
 
 HASH_SIZE = 8
@@ -24,7 +25,9 @@ _SIDE = 32  # hash_size * highfreq_factor in imagehash
 _PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
 _HALF = float(1 << (_PRECISION_BITS - 1))
 _SCALE = float(1 << _PRECISION_BITS)
-_LUMA = np.array([7471.0, 38470.0, 19595.0], dtype=np.float32)  # B, G, R weights of Pillow's rgb2l
+# Pillow's rgb2l on B, G, R plus its rounding offset, scaled by 2**-16: every product and partial sum is a
+# multiple of 2**-16 below 256, so float32 holds it exactly and the floor is Pillow's ``>> 16``.
+_LUMA_MATRIX = np.array([[7471.0, 38470.0, 19595.0, 32768.0]], dtype=np.float32) / np.float32(65536.0)
 _ROW_BLOCK = 32
 
 
@@ -69,6 +72,12 @@ def _coefficients(in_size: int, out_size: int = _SIDE) -> tuple[np.ndarray, int,
     return dense, first, last
 
 
+@functools.lru_cache(maxsize=32)
+def _horizontal(in_size: int) -> np.ndarray:
+    """The horizontal weights transposed to (in_size, 32), C-contiguous for the row-block products."""
+    return np.ascontiguousarray(_coefficients(in_size)[0].T)
+
+
 def _clip8(sums: np.ndarray) -> np.ndarray:
     """Pillow's clip8 on 22-bit fixed-point sums (rounding offset added here), as float64 in [0, 255]."""
     out = np.floor((sums + _HALF) * (1.0 / _SCALE))
@@ -77,13 +86,10 @@ def _clip8(sums: np.ndarray) -> np.ndarray:
 
 def _luma_rows(bgr: np.ndarray, y0: int, y1: int) -> np.ndarray:
     """Pillow's 8-bit luma of rows y0..y1 as float64; float32 holds every intermediate sum exactly."""
-    block = bgr[y0:y1]
-    width = block.shape[1]
-    values = block.reshape(-1, 3).astype(np.float32) @ _LUMA
-    values += 32768.0
-    values *= 1.0 / 65536.0
+    block = bgr[y0:y1].astype(np.float32)
+    values = cv2.transform(block, _LUMA_MATRIX)
     np.floor(values, out=values)
-    return values.reshape(-1, width).astype(np.float64)
+    return values.astype(np.float64)
 
 
 def vertical_first(height: int, width: int, side: int = _SIDE) -> bool:
@@ -109,7 +115,7 @@ def resize_luma(bgr: np.ndarray) -> np.ndarray:
     vertical, y_first, y_last = _coefficients(height)
     if not need_h:
         return _clip8(vertical @ _luma_rows(bgr, 0, height))
-    horizontal_t = _coefficients(width)[0].T
+    horizontal_t = _horizontal(width)
     if need_v and vertical_first(height, width):
         sums = np.zeros((_SIDE, width), dtype=np.float64)
         for y0 in range(0, height, _ROW_BLOCK):

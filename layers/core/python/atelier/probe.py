@@ -148,7 +148,7 @@ def raise_too_large(size: int, limits: Limits) -> None:
     """Reject a file over the byte cap."""
     raise ImageRejected(
         "too_large_bytes",
-        f"the file is {size / 1e6:.1f} MB, over the {limits.max_bytes / 1e6:g} MB limit",
+        f"the file is {size / 2**20:.1f} MiB, over the {limits.max_bytes / 2**20:g} MiB limit",
     )
 
 

@@ -172,11 +172,13 @@ class Upscaler:
             raise ValueError(f"expected a BGR image (H, W, 3), got shape {bgr.shape}")
         return bgr[:, :, ::-1]
 
-    def _choice(self, bgr: np.ndarray, tile: int | None, batch: int | None) -> tiling.TileChoice:
-        """Resolve tile and batch: None picks the default, 0 means whole-image inference."""
+    def plan(
+        self, height: int, width: int, tile: int | None = None, batch: int | None = None
+    ) -> tiling.TileChoice:
+        """Resolve tile and batch for an image: None picks the default, tile 0 means whole-image inference."""
         if tile == 0:
             return tiling.TileChoice(tile=0, batch=1)
-        auto = self.default_tiling(bgr.shape[0], bgr.shape[1])
+        auto = self.default_tiling(height, width)
         return tiling.TileChoice(tile=tile or auto.tile, batch=batch or auto.batch)
 
     def upscale(
@@ -190,7 +192,7 @@ class Upscaler:
     ) -> np.ndarray:
         """Upscale a BGR image; ``tile=0`` runs the whole image at once, None picks a tile size."""
         rgb = self._prepare(bgr)
-        choice = self._choice(bgr, tile, batch)
+        choice = self.plan(bgr.shape[0], bgr.shape[1], tile, batch)
         h, w = rgb.shape[:2]
         if out is None:
             out = np.empty((h * self.scale, w * self.scale, 3), dtype=dtype)
@@ -210,7 +212,7 @@ class Upscaler:
     ) -> Iterator[tiling.Band]:
         """Upscale as BGR uint8 row bands, top to bottom, for streaming to an encoder."""
         rgb = self._prepare(bgr)
-        choice = self._choice(bgr, tile, batch)
+        choice = self.plan(bgr.shape[0], bgr.shape[1], tile, batch)
         for band in tiling.iter_bands(
             rgb,
             self.run_batch,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -56,7 +57,7 @@ class _Graph:
         self.inits[key] = value
         return key
 
-    def op(self, op_type: str, inputs: list[str], stem: str, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], stem: str, **attrs: Any) -> str:
         out = self.name(stem)
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
@@ -119,7 +120,7 @@ def parameter_shapes() -> dict[str, tuple[int, ...]]:
             assert isinstance(arg, ConvSpec)
             conv(arg, f"{arg.prefix}.1", f"{arg.prefix}.2")
         elif kind == "irb":
-            prefix, in_ch, out_ch = arg  # type: ignore[misc]
+            prefix, in_ch, out_ch = cast(tuple[str, int, int], arg)
             for sub_kind, spec in _irb(prefix, in_ch, out_ch):
                 if sub_kind == "cnl":
                     conv(spec, f"{spec.prefix}.1", f"{spec.prefix}.2")
@@ -165,7 +166,9 @@ def check_weights(weights: Mapping[str, np.ndarray]) -> None:
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     if missing or extra:
-        raise ValueError(f"state dict does not fit the generator: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise ValueError(
+            f"state dict does not fit the generator: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
     for key, shape in expected.items():
         if tuple(weights[key].shape) != shape:
             raise ValueError(f"{key}: shape {tuple(weights[key].shape)}, expected {shape}")
@@ -205,7 +208,7 @@ def build(
             assert isinstance(arg, ConvSpec)
             x = _conv_norm_lrelu(g, x, arg, formulation)
         elif kind == "irb":
-            prefix, in_ch, out_ch = arg  # type: ignore[misc]
+            prefix, in_ch, out_ch = cast(tuple[str, int, int], arg)
             x = _inverted_res_block(g, x, prefix, in_ch, out_ch, formulation)
         elif kind == "mark_half":
             half_ref = x
@@ -280,11 +283,18 @@ def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formula
     # (var = E[x^2] - E[x]^2), then a single per-channel affine pass through BatchNormalization.
     mean = g.op("ReduceMean", [x, g.const("axes", _AXES)], f"{stem}.mean", keepdims=0)
     sumsq = g.op("ReduceSumSquare", [x, g.const("axes", _AXES)], f"{stem}.sumsq", keepdims=0)
-    numel = g.op("Cast", [g.op("ReduceProd", [g.op("Shape", [x], f"{stem}.shape", start=1)], f"{stem}.numel",
-                                keepdims=0)], f"{stem}.numel_f", to=TensorProto.FLOAT)
+    numel = g.op(
+        "Cast",
+        [g.op("ReduceProd", [g.op("Shape", [x], f"{stem}.shape", start=1)], f"{stem}.numel", keepdims=0)],
+        f"{stem}.numel_f",
+        to=TensorProto.FLOAT,
+    )
     mean_sq = g.op("Mul", [mean, mean], f"{stem}.mean_sq")
-    var = g.op("Relu", [g.op("Sub", [g.op("Div", [sumsq, numel], f"{stem}.ex2"), mean_sq], f"{stem}.var0")],
-               f"{stem}.var")
+    var = g.op(
+        "Relu",
+        [g.op("Sub", [g.op("Div", [sumsq, numel], f"{stem}.ex2"), mean_sq], f"{stem}.var0")],
+        f"{stem}.var",
+    )
     c_len = g.const("clen", np.array([channels], dtype=np.int64))
     mean_c = g.op("Expand", [mean, c_len], f"{stem}.mean_c")
     var_c = g.op("Expand", [var, c_len], f"{stem}.var_c")
@@ -294,7 +304,13 @@ def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formula
 def _conv_norm_lrelu(g: _Graph, x: str, spec: ConvSpec, formulation: str) -> str:
     y = _conv(g, x, spec, f"{spec.prefix}.1.weight", f"{spec.prefix}.1.bias" if spec.bias else None)
     y = _group_norm(
-        g, y, spec.out_ch, f"{spec.prefix}.2.weight", f"{spec.prefix}.2.bias", formulation, f"{spec.prefix}.gn"
+        g,
+        y,
+        spec.out_ch,
+        f"{spec.prefix}.2.weight",
+        f"{spec.prefix}.2.bias",
+        formulation,
+        f"{spec.prefix}.gn",
     )
     return g.op("LeakyRelu", [y], f"{spec.prefix}.lrelu", alpha=LRELU_SLOPE)
 
@@ -307,7 +323,13 @@ def _inverted_res_block(g: _Graph, x: str, prefix: str, in_ch: int, out_ch: int,
         else:
             y = _conv(g, y, spec, f"{spec.prefix}.weight", None)
             y = _group_norm(
-                g, y, out_ch, f"{prefix}.layers.3.weight", f"{prefix}.layers.3.bias", formulation, f"{prefix}.gn"
+                g,
+                y,
+                out_ch,
+                f"{prefix}.layers.3.weight",
+                f"{prefix}.layers.3.bias",
+                formulation,
+                f"{prefix}.gn",
             )
     if in_ch == out_ch:
         y = g.op("Add", [x, y], f"{prefix}.residual")

@@ -28,7 +28,9 @@ def _fill(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("fetch", help="download, check, convert and install a published model")
     p.add_argument("name")
-    p.add_argument("--trust-on-first-use", action="store_true", help="accept an unpinned file, record its hash")
+    p.add_argument(
+        "--trust-on-first-use", action="store_true", help="accept an unpinned file, record its hash"
+    )
     p.add_argument("--url", help="download from this mirror instead of the manifest URL")
     p.add_argument("--s3", dest="s3_uri", help="also upload the ONNX files under s3://bucket/prefix")
     p.add_argument("--no-progress", action="store_true")

@@ -115,10 +115,7 @@ def _materialise(obj: Any) -> Any:
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Tensors of a PyTorch checkpoint as numpy arrays keyed by name, without importing torch."""
     path = Path(path)
-    if zipfile.is_zipfile(path):
-        obj = _read_zip(path)
-    else:
-        obj = _read_legacy(path.read_bytes())
+    obj = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path.read_bytes())
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -263,9 +260,11 @@ def builder_for(entry: ModelEntry) -> Callable[[dict[str, np.ndarray] | None, in
         return build_anime
     if entry.architecture == "edsr":
         try:
-            from atelier.models import edsr  # type: ignore[attr-defined]
+            from atelier.models import edsr
         except ImportError as exc:
-            raise NotImplementedError("the EDSR graph builder (atelier.models.edsr) is not available") from exc
+            raise NotImplementedError(
+                "the EDSR graph builder (atelier.models.edsr) is not available"
+            ) from exc
 
         def build_edsr(weights: dict[str, np.ndarray] | None, seed: int) -> onnx.ModelProto:
             model: onnx.ModelProto = edsr.build(

@@ -116,7 +116,9 @@ def download(
             if advance:
                 advance(-1)
     if length and received < length:
-        raise FetchError(f"{url}: transfer interrupted after {start + received} of {total} bytes; run again to resume")
+        raise FetchError(
+            f"{url}: transfer interrupted after {start + received} of {total} bytes; run again to resume"
+        )
     return _finish(part, dest, sha256, sha256_prefix)
 
 
@@ -125,7 +127,9 @@ def _finish(part: Path, dest: Path, sha256: str | None, sha256_prefix: str | Non
     expected = sha256 or sha256_prefix
     if expected and not digest.startswith(expected.lower()):
         part.unlink(missing_ok=True)
-        raise HashMismatch(f"SHA-256 {digest} does not match the pinned {expected}; the download was discarded")
+        raise HashMismatch(
+            f"SHA-256 {digest} does not match the pinned {expected}; the download was discarded"
+        )
     part.replace(dest)
     return digest
 

@@ -1,0 +1,190 @@
+"""The upload API's Lambda entry point: ``POST /uploads`` (a presigned POST) and ``GET /images/{id}``.
+
+The checks, the key and the policy conditions come from :mod:`atelier.uploads`; this module signs them
+(``generate_presigned_post``, ``generate_presigned_url``) and reads and writes the status table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from atelier import keys, styles, uploads
+from atelier.aws import wiring
+from atelier.aws.errors import translate
+from atelier.storage import StoreError
+from atelier.uploads import UploadPlan, UploadRefused, UploadSettings
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+SERVICE = "atelier-api"
+_ser = TypeSerializer()
+
+
+def _json(status: int, body: Any) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def presigned_post(s3: Any, bucket: str, plan: UploadPlan) -> dict[str, Any]:
+    """Sign the plan's POST policy: the URL and the form fields the client sends before the file."""
+    signed: dict[str, Any] = s3.generate_presigned_post(
+        Bucket=bucket,
+        Key=plan.key,
+        Fields=dict(plan.fields),
+        Conditions=list(plan.conditions),
+        ExpiresIn=plan.expires_in,
+    )
+    return signed
+
+
+def presigned_get(s3: Any, bucket: str, key: str, expires_in: int, download_as: str | None = None) -> str:
+    """A short-lived GET URL of ``key``; with ``download_as``, one that saves the file under that name."""
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if download_as:
+        fallback = download_as.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+        params["ResponseContentDisposition"] = (
+            f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(download_as, safe='')}"
+        )
+    url: str = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+    return url
+
+
+def write_status_items(
+    dynamodb: Any, table: str, image_id: str, items: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """BatchWriteItem the status items of a new upload, retrying what DynamoDB leaves unprocessed."""
+    requests = [
+        {
+            "PutRequest": {
+                "Item": {
+                    k: _ser.serialize(v) for k, v in {**item, "image_id": image_id, "style": style}.items()
+                }
+            }
+        }
+        for style, item in items
+    ]
+    pending = {table: requests}
+    try:
+        for attempt in range(5):
+            answer = dynamodb.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(0.05 * 2**attempt)
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, f"BatchWriteItem {image_id}") from exc
+    raise StoreError(f"BatchWriteItem {image_id}: items left unprocessed")
+
+
+def api_handler(
+    adapters: wiring.Adapters | None = None,
+    *,
+    accepted_styles: Sequence[str] = styles.CPU_STYLES,
+    settings: UploadSettings | None = None,
+) -> Handler:
+    """Build the API's handler; clients and settings are built here, once per container."""
+    app = adapters or wiring.build()
+    settings = settings or UploadSettings.from_env()
+    accepted = tuple(accepted_styles)
+    logger = Logger(service=SERVICE)
+    tracer = Tracer(service=SERVICE)
+    resolver = APIGatewayHttpResolver()
+    ttl_seconds = app.config.status_ttl_days * 86400
+
+    def caller() -> str:
+        claims = resolver.current_event.request_context.authorizer.jwt_claim
+        return uploads.owner_id(str(claims.get("sub") or ""))
+
+    @resolver.post("/uploads")
+    def create_upload() -> Response[str]:
+        owner = caller()
+        raw = resolver.current_event.decoded_body or ""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise UploadRefused("invalid_request", f"the body is not JSON: {exc}") from exc
+        request = uploads.parse_request(body, accepted, app.config.limits)
+        plan = uploads.plan_upload(request, owner, app.config.limits, settings.upload_minutes * 60)
+        now = int(time.time())
+        write_status_items(
+            app.dynamodb, app.config.status_table, plan.image_id, uploads.status_items(plan, now, ttl_seconds)
+        )
+        signed = presigned_post(app.s3, app.config.bucket, plan)
+        logger.info(
+            "upload granted", extra={"image_id": plan.image_id, "key": plan.key, "styles": request.styles}
+        )
+        return _json(
+            201,
+            {
+                "image_id": plan.image_id,
+                "key": plan.key,
+                "filename": request.filename,
+                "styles": list(request.styles),
+                "max_bytes": plan.max_bytes,
+                "expires_at": _iso(now + plan.expires_in),
+                "status_url": f"/images/{plan.image_id}",
+                "upload": {"url": signed["url"], "fields": signed["fields"]},
+            },
+        )
+
+    @resolver.get("/images/<image_id>")
+    def get_image(image_id: str) -> Response[str]:
+        owner = caller()
+        not_found = UploadRefused("not_found", f"no image {image_id!r}", status=404)
+        if not keys._ID_RE.match(image_id):
+            raise not_found
+        now = int(time.time())
+        view = uploads.status_view(image_id, app.status.get_status(image_id), owner, now)
+        if view is None:
+            raise not_found
+        expires_in = settings.download_minutes * 60
+        for entry in view["styles"]:
+            if entry["state"] == "done" and entry.get("output_key"):
+                key = entry.pop("output_key")
+                entry["url"] = presigned_get(app.s3, app.config.bucket, key, expires_in)
+                entry["download_url"] = presigned_get(
+                    app.s3, app.config.bucket, key, expires_in, entry["download_name"]
+                )
+        view["urls_expire_at"] = _iso(now + expires_in)
+        return _json(200, view)
+
+    @resolver.exception_handler(UploadRefused)
+    def refused(exc: UploadRefused) -> Response[str]:
+        logger.info("refused", extra={"code": exc.code, "reason": exc.message})
+        return _json(exc.status, exc.body())
+
+    @resolver.exception_handler(StoreError)
+    def store_failed(exc: StoreError) -> Response[str]:
+        logger.exception("store error")
+        return _json(503, {"error": {"code": "unavailable", "message": "storage is unavailable; try again"}})
+
+    @resolver.not_found
+    def no_route(exc: Exception) -> Response[str]:
+        path = resolver.current_event.path
+        return _json(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+    @tracer.capture_lambda_handler
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return resolver.resolve(event, context)
+
+    return handler

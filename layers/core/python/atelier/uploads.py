@@ -1,0 +1,353 @@
+"""Uploads through the API: request checks, the object key, the POST policy, and the status view (AWS-free).
+
+A photo uploaded for several styles is one object under ``incoming/all/u/<owner>/<image-id>/<file>``; its
+image id, owner and styles travel in the object's metadata, which the POST policy pins with exact-match
+conditions, so the style handlers (see :func:`atelier.keys.describe`) render only what was asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from atelier import keys
+from atelier.limits import Limits
+
+IMAGE_RECORD = "#image"  # the status item of the image itself, beside one item per style
+CONTENT_TYPES: dict[str, tuple[str, ...]] = {
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/png": (".png",),
+    "image/webp": (".webp",),
+}
+MAX_FILENAME_CHARS = 255  # what a file system allows; longer is not a file name
+KEY_FILENAME_CHARS = 100  # what the key keeps of it
+TERMINAL_STATES = frozenset({"done", "rejected", "failed"})
+REQUEST_FIELDS = frozenset({"filename", "content_type", "size", "styles", "options"})
+# Options of the styles that take any; a style is only accepted if the caller lists it as available.
+STYLE_OPTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "anime": {"model": ("face_paint_v2", "face_paint_v1", "celeba_distill", "paprika", "hayao", "shinkai")},
+    "upscale": {"factor": (2, 3, 4)},
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UNSAFE = re.compile(r"[^\w .()+,=@-]", re.UNICODE)  # kept: letters, digits, and a few harmless marks
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """How long a POST policy and a download URL last, read once from the environment."""
+
+    upload_minutes: int = 10
+    download_minutes: int = 15
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> UploadSettings:
+        """Read ``ATELIER_UPLOAD_MINUTES`` and ``ATELIER_DOWNLOAD_MINUTES`` (1 to 10080 minutes)."""
+        env = os.environ if env is None else env
+        values: dict[str, int] = {}
+        for name, attr in (
+            ("ATELIER_UPLOAD_MINUTES", "upload_minutes"),
+            ("ATELIER_DOWNLOAD_MINUTES", "download_minutes"),
+        ):
+            raw = env.get(name, "")
+            if not raw:
+                continue
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+            if not 1 <= value <= 10080:
+                raise ValueError(f"{name} must be between 1 and 10080 minutes, got {value}")
+            values[attr] = value
+        return cls(**values)
+
+
+class UploadRefused(ValueError):
+    """A request that can never be granted: the code, a message a person can act on, and the field."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """A checked ``POST /uploads`` request."""
+
+    filename: str  # sanitised: what the key and the status record hold
+    content_type: str
+    size: int
+    styles: tuple[str, ...]
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """Where one upload goes and the policy that binds it: the form fields and the policy conditions."""
+
+    image_id: str
+    owner: str
+    key: str
+    request: UploadRequest
+    max_bytes: int
+    expires_in: int
+    fields: dict[str, str]
+    conditions: list[Any]
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} bytes"
+
+
+def sanitize_filename(name: str) -> str:
+    """A file name safe inside a key: its last path part, NFC, harmless characters, at most 100 characters.
+
+    Raise UploadRefused for a name that is empty, too long, holds control characters, or has nothing left.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UploadRefused("bad_filename", "the file name is empty", "filename")
+    if len(name) > MAX_FILENAME_CHARS:
+        raise UploadRefused(
+            "bad_filename", f"the file name is over {MAX_FILENAME_CHARS} characters", "filename"
+        )
+    if _CONTROL.search(name):
+        raise UploadRefused("bad_filename", "the file name holds control characters", "filename")
+    base = re.split(r"[\\/]", unicodedata.normalize("NFC", name))[-1]
+    safe = re.sub(r"\s+", " ", _UNSAFE.sub("_", base)).strip(" .")
+    if not re.search(r"[^\W_]", safe, re.UNICODE):
+        raise UploadRefused("bad_filename", f"the file name {name!r} has no usable characters", "filename")
+    if len(safe) > KEY_FILENAME_CHARS:
+        stem, dot, ext = safe.rpartition(".")
+        if dot and 0 < len(ext) <= 10:
+            safe = stem[: KEY_FILENAME_CHARS - len(ext) - 1].rstrip(" .") + "." + ext
+        else:
+            safe = safe[:KEY_FILENAME_CHARS].rstrip(" .")
+    return safe
+
+
+def _styles(value: Any, accepted: Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise UploadRefused("invalid_request", "styles must be a non-empty list of style names", "styles")
+    chosen: list[str] = []
+    for name in value:
+        if not isinstance(name, str):
+            raise UploadRefused("invalid_request", "styles must be a list of style names", "styles")
+        if name not in accepted:
+            raise UploadRefused(
+                "unknown_style", f"unknown style {name!r}; choose from {', '.join(accepted)}", "styles"
+            )
+        if name in chosen:
+            raise UploadRefused("invalid_request", f"style {name!r} is listed twice", "styles")
+        chosen.append(name)
+    return tuple(chosen)
+
+
+def _options(value: Any, styles: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UploadRefused("invalid_request", "options must be an object keyed by style", "options")
+    out: dict[str, dict[str, Any]] = {}
+    for style, given in value.items():
+        if style not in styles:
+            raise UploadRefused("invalid_option", f"options for {style!r}, a style not requested", "options")
+        known = STYLE_OPTIONS.get(style, {})
+        if not isinstance(given, dict):
+            raise UploadRefused("invalid_option", f"options of {style!r} must be an object", "options")
+        for name, choice in given.items():
+            if name not in known:
+                takes = ", ".join(known) or "no options"
+                raise UploadRefused(
+                    "invalid_option", f"style {style!r} has no option {name!r}; it takes {takes}", "options"
+                )
+            allowed = known[name]
+            if isinstance(choice, bool) or choice not in allowed:
+                raise UploadRefused(
+                    "invalid_option",
+                    f"{style}.{name} must be one of {', '.join(map(str, allowed))}, not {choice!r}",
+                    "options",
+                )
+        out[style] = dict(given)
+    return out
+
+
+def parse_request(body: Any, accepted_styles: Sequence[str], limits: Limits) -> UploadRequest:
+    """Check a ``POST /uploads`` body against the caps; raise UploadRefused saying what is wrong."""
+    if not isinstance(body, dict):
+        raise UploadRefused("invalid_request", "the body must be a JSON object")
+    unknown = sorted(set(body) - REQUEST_FIELDS)
+    if unknown:
+        raise UploadRefused("invalid_request", f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    for name in ("filename", "content_type", "size", "styles"):
+        if name not in body:
+            raise UploadRefused("invalid_request", f"{name} is required", name)
+    if not isinstance(body["filename"], str):
+        raise UploadRefused("invalid_request", "filename must be a string", "filename")
+    filename = sanitize_filename(body["filename"])
+    content_type = body["content_type"]
+    if not isinstance(content_type, str) or content_type.lower() not in CONTENT_TYPES:
+        raise UploadRefused(
+            "unsupported_type",
+            f"content type {content_type!r} is not accepted; send {', '.join(CONTENT_TYPES)}",
+            "content_type",
+        )
+    size = body["size"]
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise UploadRefused("invalid_request", "size must be an integer number of bytes", "size")
+    if size < 1:
+        raise UploadRefused("invalid_request", "size must be at least 1 byte", "size")
+    if size > limits.max_bytes:
+        raise UploadRefused(
+            "too_large_bytes",
+            f"the file is {_human_bytes(size)}, over the cap of {_human_bytes(limits.max_bytes)}",
+            "size",
+        )
+    styles = _styles(body["styles"], accepted_styles)
+    options = _options(body.get("options"), styles)
+    return UploadRequest(filename, content_type.lower(), size, styles, options)
+
+
+def owner_id(subject: str) -> str:
+    """The owner as keys and metadata hold it: the JWT ``sub`` itself, or a digest of it if it is odd."""
+    if not subject:
+        raise UploadRefused("unauthorized", "the request carries no identity", status=401)
+    if keys._OWNER_RE.match(subject):
+        return subject
+    return "h-" + hashlib.sha256(subject.encode()).hexdigest()[:40]
+
+
+def new_image_id() -> str:
+    """A fresh image id: the 32 hex digits of a uuid4."""
+    return uuid.uuid4().hex
+
+
+def upload_key(owner: str, image_id: str, filename: str) -> str:
+    """``incoming/all/u/<owner>/<image-id>/<file>``: one object for every style requested."""
+    return f"{keys.INCOMING}{keys.ALL}/u/{owner}/{image_id}/{filename}"
+
+
+def plan_upload(
+    request: UploadRequest, owner: str, limits: Limits, expires_in: int, image_id: str | None = None
+) -> UploadPlan:
+    """The key, the form fields and the POST policy conditions of one upload."""
+    image_id = image_id or new_image_id()
+    if not keys._ID_RE.match(image_id):
+        raise ValueError(f"{image_id!r} is not a valid image id")
+    metadata = {
+        "x-amz-meta-image-id": image_id,
+        "x-amz-meta-owner": owner,
+        "x-amz-meta-styles": ",".join(request.styles),
+    }
+    if request.options:
+        metadata["x-amz-meta-options"] = json.dumps(request.options, sort_keys=True, separators=(",", ":"))
+    fields = {"Content-Type": request.content_type, **metadata}
+    conditions: list[Any] = [
+        ["content-length-range", 1, limits.max_bytes],
+        ["starts-with", "$Content-Type", "image/"],
+        *({name: value} for name, value in metadata.items()),
+    ]
+    key = upload_key(owner, image_id, request.filename)
+    return UploadPlan(image_id, owner, key, request, limits.max_bytes, expires_in, fields, conditions)
+
+
+def status_items(plan: UploadPlan, now: int, ttl_seconds: int) -> list[tuple[str, dict[str, Any]]]:
+    """The status items written when an upload is granted: the image record and a pending item per style."""
+    expires_at = now + ttl_seconds
+    image: dict[str, Any] = {
+        "owner": plan.owner,
+        "styles": list(plan.request.styles),
+        "filename": plan.request.filename,
+        "content_type": plan.request.content_type,
+        "declared_bytes": plan.request.size,
+        "source_key": plan.key,
+        "created_at": now,
+        "upload_expires_at": now + plan.expires_in,
+        "expires_at": expires_at,
+    }
+    if plan.request.options:
+        image["options"] = {k: dict(v) for k, v in plan.request.options.items()}
+    items = [(IMAGE_RECORD, image)]
+    for style in plan.request.styles:
+        pending = {"state": "pending", "owner": plan.owner, "created_at": now, "expires_at": expires_at}
+        items.append((style, pending))
+    return items
+
+
+def _iso(epoch: Any) -> str | None:
+    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def download_name(filename: str, style: str, output_key: str) -> str:
+    """The name a render downloads as: ``<stem>-<style>.<ext of the render>``."""
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    ext = output_key.rsplit(".", 1)[-1] if "." in output_key.rsplit("/", 1)[-1] else "img"
+    return f"{stem}-{style}.{ext}"
+
+
+def status_view(
+    image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
+) -> dict[str, Any] | None:
+    """What ``GET /images/{id}`` answers, without URLs; None when the image is unknown or someone else's."""
+    by_style = {str(item.get("style")): item for item in items}
+    image = by_style.get(IMAGE_RECORD)
+    if image is None or image.get("owner") != owner:
+        return None
+    filename = str(image.get("filename", ""))
+    styles: list[dict[str, Any]] = []
+    started = False
+    for style in image.get("styles", []):
+        item = by_style.get(style, {})
+        state = str(item.get("state", "pending"))
+        started = started or bool(item.get("source_key")) or state != "pending"
+        entry: dict[str, Any] = {"style": style, "state": state}
+        if state == "done":
+            output_key = str(item.get("output_key", ""))
+            entry.update(
+                output_key=output_key,
+                download_name=download_name(filename, style, output_key),
+                format=item.get("format", ""),
+                width=int(item.get("width", 0)),
+                height=int(item.get("height", 0)),
+                size_bytes=int(item.get("size_bytes", 0)),
+            )
+        elif state in ("rejected", "failed"):
+            entry.update(reason=str(item.get("reason", "") or state), message=str(item.get("message", "")))
+        styles.append(entry)
+    if styles and all(s["state"] in TERMINAL_STATES for s in styles):
+        overall = "complete"
+    elif started:
+        overall = "processing"
+    elif now > int(image.get("upload_expires_at", now)):
+        overall = "upload_expired"
+    else:
+        overall = "awaiting_upload"
+    return {
+        "image_id": image_id,
+        "state": overall,
+        "filename": filename,
+        "created_at": _iso(image.get("created_at")),
+        "styles": styles,
+    }
