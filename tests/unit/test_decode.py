@@ -5,13 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+
 from atelier.decode import decode, fit_size, inspect, jpeg_reduction
 from atelier.encode import encode
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
 from atelier.probe import Format, ImageInfo, probe, probe_reader, sniff
-from PIL import Image
-
 from tests import imaging
 
 

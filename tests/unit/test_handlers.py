@@ -13,13 +13,14 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local.cfn import LocalTemplate
 from atelier.storage import TransientStoreError
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -29,7 +29,7 @@ class Uploaded:
 
 
 def run(photos: list[Path], out_dir: Path, data_dir: Path | None = None, timeout: float = 300.0) -> int:
-    """Start the stack, render every photo in every CPU style, write ``out_dir``, stop; non-zero on failure."""
+    """Start the stack, render each photo in every CPU style, write ``out_dir``, stop; non-zero on failure."""
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="atelier-stack-") as tmp:
@@ -37,8 +37,9 @@ def run(photos: list[Path], out_dir: Path, data_dir: Path | None = None, timeout
         console.print(f"starting the local stack in {root} ...")
         started = time.perf_counter()
         with start_stack(root) as stack:
+            ends = stack.endpoints
             console.print(
-                f"S3 (SeaweedFS) {stack.endpoints['s3']}, DynamoDB and SQS (moto) {stack.endpoints['dynamodb']}"
+                f"S3 (SeaweedFS) {ends['s3']}, DynamoDB and SQS (moto) {ends['dynamodb']}"
                 f" — up in {time.perf_counter() - started:.1f} s"
             )
             # the handlers' JSON logs and metrics are for CloudWatch; here the table below says it all
