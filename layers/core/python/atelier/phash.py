@@ -28,7 +28,7 @@ _SCALE = float(1 << _PRECISION_BITS)
 # Pillow's rgb2l on B, G, R plus its rounding offset, scaled by 2**-16: every product and partial sum is a
 # multiple of 2**-16 below 256, so float32 holds it exactly and the floor is Pillow's ``>> 16``.
 _LUMA_MATRIX = np.array([[7471.0, 38470.0, 19595.0, 32768.0]], dtype=np.float32) / np.float32(65536.0)
-_ROW_BLOCK = 32
+_ROW_BLOCK = 256
 
 
 def _lanczos(x: float) -> float:

@@ -14,7 +14,7 @@ from atelier.decode import decode
 from atelier.encode import CONTENT_TYPES, encode
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
-from atelier.probe import probe_reader
+from atelier.probe import Format, probe_reader
 from atelier.storage import NotFound, ObjectStore, StatusStore
 
 Renderer = Callable[[np.ndarray], np.ndarray]
@@ -22,11 +22,18 @@ Renderer = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class StyleJob:
-    """One style to apply: its name, a fingerprint of its version and parameters, and the renderer."""
+    """One style to apply: its name, a fingerprint of its version and parameters, and the renderer.
+
+    ``output_name`` names the render file (default: the style), ``output_format`` forces a format
+    (default: the input's), and ``requested_as`` is the name an upload asks for it by (default: the style).
+    """
 
     name: str
     fingerprint: str
     render: Renderer
+    output_name: str = ""
+    output_format: Format | None = None
+    requested_as: str = ""
 
 
 @dataclass
@@ -95,7 +102,7 @@ def render_object(
             "skipped", job.name, source_key=key, message="the object was replaced; the newer upload renders"
         )
     upload = keys.describe(key, head.etag, head.metadata, all_styles)
-    if job.name not in upload.styles:
+    if (job.requested_as or job.name) not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
     outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner)
 
@@ -118,23 +125,24 @@ def render_object(
         clock.mark("decode")
         art = job.render(decoded.bgr)
         clock.mark("render")
-        body = encode(art, info.format, alpha=decoded.alpha)
+        fmt = job.output_format or info.format
+        body = encode(art, fmt, alpha=decoded.alpha)
         clock.mark("encode")
     except ImageRejected as rejected:
         outcome.state, outcome.reason, outcome.message = "rejected", rejected.reason, rejected.message
         outcome.timings_ms = clock.total()
         return record(outcome)
-    out_key = keys.render_key(upload.image_id, job.name, info.format)
+    out_key = keys.render_key(upload.image_id, job.output_name or job.name, fmt)
     store.put(
         out_key,
         body,
-        CONTENT_TYPES[info.format],
+        CONTENT_TYPES[fmt],
         {"image-id": upload.image_id, "style": job.name, "style-fingerprint": job.fingerprint},
     )
     clock.mark("write")
     outcome.state = "done"
     outcome.output_key = out_key
-    outcome.format = info.format
+    outcome.format = fmt
     outcome.size_bytes = len(body)
     outcome.height, outcome.width = int(art.shape[0]), int(art.shape[1])
     outcome.timings_ms = clock.total()
