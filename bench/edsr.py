@@ -167,6 +167,7 @@ Models = dict[str, tuple[Path, float, int]]
 def build_models(directory: Path, scales: list[int], full: bool) -> Models:
     """Write the EDSR models to benchmark: name -> (path, conv MACs per input pixel, halo)."""
     import onnx
+
     from atelier.models import edsr
 
     models = {}

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from atelier.local.dispatcher import Dispatcher
 from atelier.local.stack import LocalStack
 

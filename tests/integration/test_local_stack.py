@@ -18,6 +18,7 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 import psutil
 import pytest
+
 from atelier.local.dispatcher import Dispatcher, LambdaContext
 from atelier.local.stack import LocalStack
 
@@ -373,9 +374,12 @@ def test_a_stack_in_a_with_block_leaves_nothing_running(tmp_path: Path) -> None:
         assert stack.s3_server is not None and stack.s3_server.pid is not None
         weed = psutil.Process(stack.s3_server.pid)
         assert weed.is_running()
+        leftovers = stack.s3_server.leftovers
         assert stack.bucket in {b["Name"] for b in stack.s3.list_buckets()["Buckets"]}
     assert not weed.is_running()
     assert _ours(tmp_path) == []
+    assert leftovers and not any(Path(p).exists() for p in leftovers)
+    assert not list(Path("/tmp").glob(f"weed.*.{weed.pid}"))  # its glog files went to the stack's logs
 
 
 def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from atelier.local.cfn import (
     LocalTemplate,
     TemplateError,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
 import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
+import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
 from atelier import tiling, upscale
 from atelier.models import edsr
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import cast
 
-import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
 import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from atelier.models import edsr, fp16
 from onnx import TensorProto
 from onnx.reference import ReferenceEvaluator
+
+import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
+from atelier.models import edsr, fp16
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

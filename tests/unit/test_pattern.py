@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from atelier.local.cfn import LocalTemplate
 from atelier.local.dispatcher import encode_key, object_created_event
 from atelier.local.pattern import PatternError, matches

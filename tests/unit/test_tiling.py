@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from atelier import tiling
 
 TOL = 1.0 / 255.0

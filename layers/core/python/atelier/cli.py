@@ -185,10 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("worker", help="consume the upscale queue: the GPU container task's entry point")
+    p.add_argument("--queue-url", default=None, help="default: $ATELIER_UPSCALE_QUEUE_URL")
+    p.add_argument("--until-idle", action="store_true", help="exit when the queue has nothing left")
+    p.add_argument("--tile", type=int, default=None, help="tile size in input pixels; 0 = whole image")
+    p.set_defaults(func=cmd_worker)
+
     from atelier.local.cli import add_parser as add_local
 
     add_local(sub)
     return parser
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the upscale worker until SIGTERM."""
+    from atelier.aws import gpu_worker
+
+    return gpu_worker.main(args.queue_url, until_idle=args.until_idle, tile=args.tile)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

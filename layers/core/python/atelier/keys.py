@@ -2,6 +2,8 @@
 
     incoming/<style>/<any/path>/<file>     drop-in, one style (sketch, pencil, oil, watercolor, ...)
     incoming/all/<any/path>/<file>         drop-in, every CPU style from this one object
+    incoming/all-upscale/<any/path>/<file> every CPU style and the GPU upscale (only upscale uploads
+                                           reach the GPU workers' queue, so nothing else wakes them)
     renders/<image-id>/<style>.<ext>       the renders; nothing under renders/ triggers anything
 
 An upload through the API carries its image id, owner and styles in the object's metadata
@@ -22,6 +24,8 @@ from atelier.probe import EXTENSIONS
 INCOMING = "incoming/"
 RENDERS = "renders/"
 ALL = "all"
+ALL_UPSCALE = "all-upscale"
+UPSCALE = "upscale"
 DROP_IN_OWNER = "bucket"  # the scope that every drop-in upload shares: the bucket owner's
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$")
@@ -64,6 +68,8 @@ def describe(key: str, etag: str, metadata: Mapping[str, str], all_styles: Itera
         styles = frozenset(s.strip() for s in meta["styles"].split(",") if s.strip())
     elif segment == ALL:
         styles = frozenset(known)
+    elif segment == ALL_UPSCALE:
+        styles = frozenset((*known, UPSCALE))
     else:
         styles = frozenset([segment])
     return Upload(key, image_id, owner, styles, filename)

@@ -45,6 +45,7 @@ class Outcome:
     image_id: str = ""
     source_key: str = ""
     owner: str = ""
+    source_etag: str = ""
     output_key: str = ""
     format: str = ""
     size_bytes: int = 0
@@ -104,7 +105,7 @@ def render_object(
     upload = keys.describe(key, head.etag, head.metadata, all_styles)
     if (job.requested_as or job.name) not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
-    outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner)
+    outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner, head.etag)
 
     def record(o: Outcome) -> Outcome:
         item = {**o.as_dict(), "style_fingerprint": job.fingerprint, "updated_at": int(time.time())}

@@ -38,12 +38,16 @@ class Adapters:
     status: DynamoStatusStore
 
 
+def client(service: str) -> Any:
+    """A boto3 client with the project's retry and timeout settings."""
+    return boto3.session.Session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
 def build(config: AppConfig | None = None) -> Adapters:
     """Build clients and adapters from the environment."""
     config = config or AppConfig.from_env()
-    session = boto3.session.Session()
-    s3 = session.client("s3", config=CLIENT_CONFIG)
-    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG)
+    s3 = client("s3")
+    dynamodb = client("dynamodb")
     return Adapters(
         config=config,
         s3=s3,

@@ -234,6 +234,7 @@ class ServerProcess:
     popen: subprocess.Popen[bytes] | None = None
     thread_server: Any = None
     started_in: float = 0.0
+    leftovers: list[str] = field(default_factory=list)
 
     def stop(self, timeout: float = 8.0) -> None:
         """Stop the server and wait for it to be gone."""
@@ -246,6 +247,7 @@ class ServerProcess:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.popen.wait(timeout=1)
             self.pid = None
+        remove_leftovers(self.leftovers)
 
     def to_state(self) -> dict[str, Any]:
         """What stack.json records about this server."""
@@ -257,7 +259,15 @@ class ServerProcess:
             "cmd": self.cmd,
             "log": str(self.log) if self.log else None,
             "started_in_s": round(self.started_in, 3),
+            "leftovers": self.leftovers,
         }
+
+
+def remove_leftovers(paths: Sequence[str]) -> None:
+    """Remove files a stopped server may leave behind (its gRPC sockets under /tmp)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            Path(path).unlink(missing_ok=True)
 
 
 def _socket_path(run_dir: Path, name: str) -> str:
@@ -326,7 +336,9 @@ def start_seaweedfs(
         ports = dict(zip(("master", "volume", "filer", "s3", "admin"), chosen, strict=True))
         cmd = seaweed_command(weed, data_dir, identities, ports, run_dir)
         started = time.monotonic()
-        proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached)
+        # weed writes its glog files to TMPDIR: keep them with the stack's logs, not in /tmp.
+        weed_env = {**os.environ, "TMPDIR": str(log_path.parent)}
+        proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached, env=weed_env)
         endpoint = f"http://{LOOPBACK}:{ports['s3']}"
         env = {
             "AWS_ENDPOINT_URL_S3": endpoint,
@@ -344,6 +356,9 @@ def start_seaweedfs(
             create_time=psutil.Process(proc.pid).create_time(),
             cmd=cmd,
             popen=proc,
+            leftovers=[
+                f"/tmp/seaweedfs-{role}-grpc-{port + GRPC_OFFSET}.sock" for role, port in ports.items()
+            ],
         )
         try:
             _wait_until(
@@ -725,5 +740,7 @@ def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
         if info.get("pid") is not None
     ]
     stopped = [servers[pid] for pid in terminate_pids(pids, timeout=timeout)]
+    for info in state.get("servers", {}).values():
+        remove_leftovers(info.get("leftovers") or [])
     (Path(data_dir) / STATE_FILE).unlink(missing_ok=True)
     return stopped

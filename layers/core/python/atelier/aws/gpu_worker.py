@@ -1,0 +1,143 @@
+"""The GPU worker's job: an upscale render per queue message, idempotent, with models loaded once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from atelier import keys, styles
+from atelier.aws import wiring
+from atelier.aws.sqs import SqsJobQueue
+from atelier.config import ConfigError
+from atelier.pipeline import StyleJob, render_object
+from atelier.storage import NotFound
+from atelier.worker import Worker
+
+log = logging.getLogger("atelier.worker")
+
+SCALES = (2, 3, 4)
+DEFAULT_SCALE = 4
+_SCALE_SEGMENT = re.compile(r"^x([234])$")
+
+
+def scale_of(key: str, metadata: dict[str, str]) -> int:
+    """The upload's scale: metadata ``scale``, else a ``x2|x3|x4`` folder after upscale/, else 4."""
+    wanted = {k.lower(): v for k, v in metadata.items()}.get("scale", "").lower().lstrip("x")
+    if wanted.isdigit() and int(wanted) in SCALES:
+        return int(wanted)
+    parts = key.split("/")
+    if len(parts) > 3 and parts[1] == keys.UPSCALE and (m := _SCALE_SEGMENT.match(parts[2])):
+        return int(m.group(1))
+    return DEFAULT_SCALE
+
+
+class UpscaleModels:
+    """One Upscaler per scale, built on first use and kept for the life of the process."""
+
+    def __init__(self, model_path: Callable[[int], Path], **upscaler_options: Any) -> None:
+        self.model_path = model_path
+        self.options = upscaler_options
+        self._loaded: dict[int, Any] = {}
+
+    def get(self, scale: int) -> Any:
+        """The Upscaler for ``scale``."""
+        if scale not in self._loaded:
+            from atelier.upscale import Upscaler
+
+            path = self.model_path(scale)
+            started = time.perf_counter()
+            self._loaded[scale] = Upscaler(path, **self.options)
+            log.info("loaded %s in %.1f s", path, time.perf_counter() - started)
+        return self._loaded[scale]
+
+
+def model_path_from_env(env: dict[str, str] | None = None) -> Callable[[int], Path]:
+    """``ATELIER_UPSCALE_MODEL``: a path with ``{scale}`` in it (the models baked into the image)."""
+    env = dict(os.environ if env is None else env)
+    template = env.get("ATELIER_UPSCALE_MODEL", "")
+    if "{scale}" not in template:
+        raise ConfigError("ATELIER_UPSCALE_MODEL must be a model path containing {scale}")
+    return lambda scale: Path(template.format(scale=scale))
+
+
+def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = None) -> Callable[..., Any]:
+    """The function the worker runs per message (an S3 "Object Created" event from EventBridge).
+
+    SQS leases already keep one message on one worker; a duplicate message for an object already rendered
+    (same ETag, same model) is answered from its status item without rendering again. Two duplicates
+    leased at the same moment may both render: the same bytes land on the same key, which is harmless.
+    """
+    ttl_seconds = app.config.status_ttl_days * 86400
+
+    def run(event: dict[str, Any]) -> dict[str, Any]:
+        from urllib.parse import unquote_plus
+
+        obj = event["detail"]["object"]
+        key = unquote_plus(obj["key"])
+        try:
+            head = app.store.head(key)
+        except NotFound:
+            return {"state": "skipped", "source_key": key, "message": "the object was deleted"}
+        scale = scale_of(key, dict(head.metadata))
+        name = f"upscale-x{scale}"
+        fingerprint = f"edsr-x{scale}:{models.model_path(scale).name}"
+        upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
+        previous = next((i for i in app.status.get_status(upload.image_id) if i.get("style") == name), None)
+        if (
+            previous is not None
+            and previous.get("state") == "done"
+            and previous.get("source_etag") == head.etag
+            and previous.get("style_fingerprint") == fingerprint
+        ):
+            return {**previous, "replayed": True}
+        upscaler = models.get(scale)
+        job = StyleJob(
+            name=name,
+            fingerprint=fingerprint,
+            render=lambda bgr: upscaler.upscale(bgr, tile=tile),
+            output_format="png",
+            requested_as=keys.UPSCALE,
+        )
+        etag = str(obj.get("etag", "")).strip('"')
+        outcome = render_object(
+            app.store,
+            app.status,
+            key,
+            etag,
+            job,
+            app.config.limits,
+            styles.CPU_STYLES,
+            expires_at=int(time.time()) + ttl_seconds,
+        )
+        return outcome.as_dict()
+
+    return run
+
+
+def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | None = None) -> int:
+    """``atelier worker``: consume the upscale queue until SIGTERM (or until it is idle)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    url = queue_url or os.environ.get("ATELIER_UPSCALE_QUEUE_URL", "")
+    if not url:
+        raise ConfigError("set ATELIER_UPSCALE_QUEUE_URL (or pass --queue-url)")
+    app = wiring.build()
+    sqs = wiring.client("sqs")
+    models = UpscaleModels(model_path_from_env())
+    wait = int(os.environ.get("ATELIER_WORKER_WAIT_SECONDS", "20"))
+    worker = Worker(
+        SqsJobQueue(sqs, url, wait_seconds=wait),
+        build_job(app, models, tile),
+        visibility=int(os.environ.get("ATELIER_WORKER_VISIBILITY", "300")),
+        heartbeat=float(os.environ.get("ATELIER_WORKER_HEARTBEAT", "60")),
+        retry_delay=int(os.environ.get("ATELIER_WORKER_RETRY_DELAY", "30")),
+        grace=int(os.environ.get("ATELIER_WORKER_GRACE", "20")),
+    )
+    worker.install_signal_handlers()
+    stats = worker.run(until_idle=until_idle)
+    log.info("worker stopped: %d done, %d released", stats.done, stats.released)
+    return 0
