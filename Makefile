@@ -34,7 +34,7 @@ typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
 validate: setup
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml infra/gpu-worker/template.yaml
 	$(SAM) validate --lint --template template.yaml
 
 # Lambda artifacts for python3.12 / manylinux x86_64, built with pip (no Docker): the Makefiles in

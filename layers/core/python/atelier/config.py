@@ -19,15 +19,15 @@ class AppConfig:
 
     bucket: str
     status_table: str
-    idempotency_table: str
+    idempotency_table: str  # the Lambda handlers' Powertools Idempotency table; the GPU worker has none
     limits: Limits
     status_ttl_days: int = 90
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, idempotency: bool = True) -> AppConfig:
         """Read ``ATELIER_*``; raise ConfigError naming every missing variable at once."""
         env = os.environ if env is None else env
-        required = ("ATELIER_BUCKET", "ATELIER_STATUS_TABLE", "ATELIER_IDEMPOTENCY_TABLE")
+        required = ("ATELIER_BUCKET", "ATELIER_STATUS_TABLE") + (("ATELIER_IDEMPOTENCY_TABLE",) * idempotency)
         missing = [name for name in required if not env.get(name)]
         if missing:
             raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
@@ -38,7 +38,7 @@ class AppConfig:
         return cls(
             bucket=env["ATELIER_BUCKET"],
             status_table=env["ATELIER_STATUS_TABLE"],
-            idempotency_table=env["ATELIER_IDEMPOTENCY_TABLE"],
+            idempotency_table=env.get("ATELIER_IDEMPOTENCY_TABLE", ""),
             limits=Limits.from_env(),
             status_ttl_days=ttl,
         )

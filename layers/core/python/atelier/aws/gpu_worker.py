@@ -13,7 +13,7 @@ from typing import Any
 from atelier import keys, styles
 from atelier.aws import wiring
 from atelier.aws.sqs import SqsJobQueue
-from atelier.config import ConfigError
+from atelier.config import AppConfig, ConfigError
 from atelier.pipeline import StyleJob, render_object
 from atelier.storage import NotFound
 from atelier.worker import Worker
@@ -125,7 +125,7 @@ def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | 
     url = queue_url or os.environ.get("ATELIER_UPSCALE_QUEUE_URL", "")
     if not url:
         raise ConfigError("set ATELIER_UPSCALE_QUEUE_URL (or pass --queue-url)")
-    app = wiring.build()
+    app = wiring.build(AppConfig.from_env(idempotency=False))
     sqs = wiring.client("sqs")
     models = UpscaleModels(model_path_from_env())
     wait = int(os.environ.get("ATELIER_WORKER_WAIT_SECONDS", "20"))
