@@ -107,6 +107,7 @@ def peak_rss_mb() -> float:
 def build_models(folder: Path, int8: bool) -> dict[str, Path]:
     """The dev generator (seed 0) in both formulations, plus an int8 copy when asked."""
     import onnx
+
     from atelier.models import animegan
 
     paths = {}
@@ -152,6 +153,7 @@ def quantize(src: Path, dst: Path) -> Path:
 def psnr_files(a: str, b: str) -> float:
     """PSNR in dB of two image files."""
     import cv2
+
     from atelier.anime import psnr
 
     return psnr(cv2.imread(a), cv2.imread(b))

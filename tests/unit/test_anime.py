@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+
 from atelier import anime
 from atelier.decode import decode
 from atelier.models import animegan

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from atelier import models
 from atelier.models import animegan, cli, convert
 

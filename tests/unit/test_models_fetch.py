@@ -11,6 +11,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+
 from atelier import models
 from atelier.anime import AnimeModel
 from atelier.models import animegan, convert

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from atelier import models
 from atelier.models import animegan
 

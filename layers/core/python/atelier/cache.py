@@ -369,9 +369,15 @@ class MemoryHashIndex:
 
 
 def find_reusable(
-    index: HashIndex, scope: str, style_fp: str, phash: int, sha256: str | None, policy: CachePolicy
+    index: HashIndex,
+    scope: str,
+    style_fp: str,
+    phash: int,
+    sha256: str | None,
+    policy: CachePolicy,
+    now: int | None = None,
 ) -> Decision:
     """Look up and decide in one call."""
     if index.threshold < policy.threshold:
         raise ValueError("the index's band layout cannot guarantee the policy's threshold")
-    return decide(index.lookup(scope, style_fp, phash, sha256), scope, sha256, policy)
+    return decide(index.lookup(scope, style_fp, phash, sha256, now=now), scope, sha256, policy)

@@ -22,6 +22,10 @@ class AppConfig:
     idempotency_table: str  # the Lambda handlers' Powertools Idempotency table; the GPU worker has none
     limits: Limits
     status_ttl_days: int = 90
+    phash_table: str = ""  # empty: no near-duplicate cache
+    cache_threshold: int = 6
+    cache_ttl_days: int = 30
+    cache_cross_owner: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, idempotency: bool = True) -> AppConfig:
@@ -31,14 +35,27 @@ class AppConfig:
         missing = [name for name in required if not env.get(name)]
         if missing:
             raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
-        try:
-            ttl = int(env.get("ATELIER_STATUS_TTL_DAYS", "90"))
-        except ValueError as exc:
-            raise ConfigError("ATELIER_STATUS_TTL_DAYS must be an integer") from exc
+        ints = {}
+        for name, default in (
+            ("ATELIER_STATUS_TTL_DAYS", 90),
+            ("ATELIER_CACHE_THRESHOLD", 6),
+            ("ATELIER_CACHE_TTL_DAYS", 30),
+        ):
+            try:
+                ints[name] = int(env.get(name, str(default)))
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be an integer") from exc
+        cross = env.get("ATELIER_CACHE_CROSS_OWNER", "false").lower()
+        if cross not in ("true", "false"):
+            raise ConfigError("ATELIER_CACHE_CROSS_OWNER must be true or false")
         return cls(
             bucket=env["ATELIER_BUCKET"],
             status_table=env["ATELIER_STATUS_TABLE"],
             idempotency_table=env.get("ATELIER_IDEMPOTENCY_TABLE", ""),
             limits=Limits.from_env(),
-            status_ttl_days=ttl,
+            status_ttl_days=ints["ATELIER_STATUS_TTL_DAYS"],
+            phash_table=env.get("ATELIER_PHASH_TABLE", ""),
+            cache_threshold=ints["ATELIER_CACHE_THRESHOLD"],
+            cache_ttl_days=ints["ATELIER_CACHE_TTL_DAYS"],
+            cache_cross_owner=cross == "true",
         )

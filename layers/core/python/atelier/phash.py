@@ -1,15 +1,12 @@
-"""64-bit perceptual hash, bit-identical to ``imagehash.phash`` on the same decoded pixels, with numpy only.
+"""64-bit perceptual hash, bit-identical to ``imagehash.phash`` on the same decoded pixels, without scipy.
 
 The reference pipeline is Pillow's ``convert("L")``, Pillow's ``resize((32, 32), LANCZOS)`` and
-``scipy.fftpack.dct`` along both axes. Each step is reproduced with the same integer or floating-point
-operations in the same order, so every bit of the hash agrees, ties with the median included:
-
-- luma: ``(19595 R + 38470 G + 7471 B + 0x8000) >> 16``, computed as exact integers in float32;
-- resampling: Pillow's ``precompute_coeffs`` in double precision (``math.sin``, sequential sums),
-  coefficients rounded to 22-bit fixed point, a horizontal pass over the rows the vertical pass reads,
-  ``clip8`` in between, then the vertical pass; the integer sums are taken in float64, exact below 2**53;
-- DCT-II: pocketfft's ``T_dcst23`` algorithm (pre-twiddle, a backward real FFT of length 32 through
-  numpy's pocketfft, post-twiddle with pocketfft's own table of cosines).
+``scipy.fftpack.dct`` along both axes. The first two run in Pillow itself (the very code imagehash
+calls, so they agree by construction; the raw decoder swaps BGR to RGB in C, with no extra copy in
+numpy). scipy is too large for the Lambda layer, so the DCT-II is reproduced with the same floating-point
+operations in the same order, so every bit of the hash agrees, ties with the median included: pocketfft's
+``T_dcst23`` algorithm (pre-twiddle, a backward real FFT of length 32 through numpy's pocketfft,
+post-twiddle with pocketfft's own table of cosines).
 """
 
 from __future__ import annotations
@@ -17,89 +14,11 @@ from __future__ import annotations
 import functools
 import math
 
-import cv2
 import numpy as np
+from PIL import Image
 
 HASH_SIZE = 8
 _SIDE = 32  # hash_size * highfreq_factor in imagehash
-_PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
-_HALF = float(1 << (_PRECISION_BITS - 1))
-_SCALE = float(1 << _PRECISION_BITS)
-# Pillow's rgb2l on B, G, R plus its rounding offset, scaled by 2**-16: every product and partial sum is a
-# multiple of 2**-16 below 256, so float32 holds it exactly and the floor is Pillow's ``>> 16``.
-_LUMA_MATRIX = np.array([[7471.0, 38470.0, 19595.0, 32768.0]], dtype=np.float32) / np.float32(65536.0)
-_ROW_BLOCK = 256
-
-
-def _lanczos(x: float) -> float:
-    """Pillow's truncated sinc (support 3), evaluated in double precision with the C library's sin."""
-    if -3.0 <= x < 3.0:
-        return _sinc(x) * _sinc(x / 3)
-    return 0.0
-
-
-def _sinc(x: float) -> float:
-    """Pillow's sinc_filter."""
-    if x == 0.0:
-        return 1.0
-    x = x * math.pi
-    return math.sin(x) / x
-
-
-@functools.lru_cache(maxsize=32)
-def _coefficients(in_size: int, out_size: int = _SIDE) -> tuple[np.ndarray, int, int]:
-    """Pillow's fixed-point LANCZOS weights as a dense (out_size, in_size) float64 matrix, and rows used."""
-    scale = float(in_size) / out_size
-    filterscale = max(scale, 1.0)
-    support = 3.0 * filterscale
-    ss = 1.0 / filterscale
-    dense = np.zeros((out_size, in_size), dtype=np.float64)
-    first = in_size
-    last = 0
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        weights = [_lanczos((x + xmin - center + 0.5) * ss) for x in range(xmax)]
-        ww = 0.0
-        for w in weights:
-            ww += w
-        for x, w in enumerate(weights):
-            k = w / ww if ww != 0.0 else w
-            dense[xx, xmin + x] = float(int(-0.5 + k * _SCALE) if k < 0 else int(0.5 + k * _SCALE))
-        first = min(first, xmin)
-        last = max(last, xmin + xmax)
-    return dense, first, last
-
-
-@functools.lru_cache(maxsize=32)
-def _horizontal(in_size: int) -> np.ndarray:
-    """The horizontal weights transposed to (in_size, 32), C-contiguous for the row-block products."""
-    return np.ascontiguousarray(_coefficients(in_size)[0].T)
-
-
-def _clip8(sums: np.ndarray) -> np.ndarray:
-    """Pillow's clip8 on 22-bit fixed-point sums (rounding offset added here), as float64 in [0, 255]."""
-    out = np.floor((sums + _HALF) * (1.0 / _SCALE))
-    return np.clip(out, 0.0, 255.0, out=out)
-
-
-def _luma_rows(bgr: np.ndarray, y0: int, y1: int) -> np.ndarray:
-    """Pillow's 8-bit luma of rows y0..y1 as float64; float32 holds every intermediate sum exactly."""
-    block = bgr[y0:y1].astype(np.float32)
-    values = cv2.transform(block, _LUMA_MATRIX)
-    np.floor(values, out=values)
-    return values.astype(np.float64)
-
-
-def vertical_first(height: int, width: int, side: int = _SIDE) -> bool:
-    """Whether Pillow 13 runs the vertical pass before the horizontal one for this shape.
-
-    Pillow picks the cheaper order; for a square target of ``side`` the choice measured over every shape
-    tried (tests/unit/test_phash.py pins the boundary) is: vertical first when the source is taller than
-    the target and ``2 * width < height + side``.
-    """
-    return height > side and 2 * width < height + side
 
 
 def resize_luma(bgr: np.ndarray) -> np.ndarray:
@@ -109,29 +28,9 @@ def resize_luma(bgr: np.ndarray) -> np.ndarray:
     height, width = int(bgr.shape[0]), int(bgr.shape[1])
     if height < 1 or width < 1:
         raise ValueError("empty image")
-    need_h, need_v = width != _SIDE, height != _SIDE
-    if not need_h and not need_v:
-        return _luma_rows(bgr, 0, height)
-    vertical, y_first, y_last = _coefficients(height)
-    if not need_h:
-        return _clip8(vertical @ _luma_rows(bgr, 0, height))
-    horizontal_t = _horizontal(width)
-    if need_v and vertical_first(height, width):
-        sums = np.zeros((_SIDE, width), dtype=np.float64)
-        for y0 in range(0, height, _ROW_BLOCK):
-            y1 = min(y0 + _ROW_BLOCK, height)
-            sums += vertical[:, y0:y1] @ _luma_rows(bgr, y0, y1)
-        return _clip8(_clip8(sums) @ horizontal_t)
-    if not need_v:
-        y_first, y_last = 0, height
-    rows = np.empty((y_last - y_first, _SIDE), dtype=np.float64)
-    for y0 in range(y_first, y_last, _ROW_BLOCK):
-        y1 = min(y0 + _ROW_BLOCK, y_last)
-        rows[y0 - y_first : y1 - y_first] = _luma_rows(bgr, y0, y1) @ horizontal_t
-    source = _clip8(rows)
-    if not need_v:
-        return source
-    return _clip8(vertical[:, y_first:y_last] @ source)
+    rgb = Image.frombuffer("RGB", (width, height), np.ascontiguousarray(bgr), "raw", "BGR", 0, 1)
+    small = rgb.convert("L").resize((_SIDE, _SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(small, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=1)

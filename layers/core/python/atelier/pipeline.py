@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -9,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from atelier import keys
+from atelier import keys, phash
+from atelier.cache import CachePolicy, HashIndex, find_reusable, new_entry
 from atelier.decode import decode
 from atelier.encode import CONTENT_TYPES, encode
 from atelier.errors import ImageRejected
@@ -36,6 +38,14 @@ class StyleJob:
     requested_as: str = ""
 
 
+@dataclass(frozen=True)
+class Cache:
+    """The near-duplicate index and its policy; absent, every upload renders."""
+
+    index: HashIndex
+    policy: CachePolicy
+
+
 @dataclass
 class Outcome:
     """What became of one (object, style): the fields of its status item."""
@@ -56,6 +66,7 @@ class Outcome:
     reason: str = ""
     message: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # hit, source_image_id, distance, reason
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without empty fields."""
@@ -85,6 +96,7 @@ def render_object(
     limits: Limits,
     all_styles: tuple[str, ...],
     expires_at: int | None = None,
+    cache: Cache | None = None,
 ) -> Outcome:
     """Render ``key`` (the version whose ETag is ``etag``) with ``job``; record the status item.
 
@@ -122,25 +134,57 @@ def render_object(
         data = store.read(key, expected_etag=head.etag)
         clock.mark("read")
         decoded = decode(data, limits, info)
-        del data
         clock.mark("decode")
+        fmt = job.output_format or info.format
+        out_key = keys.render_key(upload.image_id, job.output_name or job.name, fmt)
+        reuse = None
+        if cache is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            query = (upload.owner, f"{job.fingerprint}.{fmt}", phash.phash(decoded.bgr), digest)
+            clock.mark("phash")
+            decision = find_reusable(cache.index, *query, cache.policy)
+            clock.mark("lookup")
+            if decision.candidate is not None:
+                reuse = decision.candidate.entry
+                try:
+                    store.copy(reuse.render_key, out_key, _render_metadata(upload.image_id, job))
+                except NotFound:
+                    pass  # the earlier render is gone: render again, then point the entry at the new one
+                else:
+                    clock.mark("copy")
+                    outcome.state, outcome.output_key, outcome.format = "done", out_key, fmt
+                    outcome.size_bytes = store.head(out_key).size
+                    outcome.cache = {
+                        "hit": True,
+                        "source_image_id": reuse.image_id,
+                        "distance": decision.candidate.distance,
+                        "reason": decision.reason,
+                    }
+                    outcome.timings_ms = clock.total()
+                    return record(outcome)
+            outcome.cache = {"hit": False}
+        del data
         art = job.render(decoded.bgr)
         clock.mark("render")
-        fmt = job.output_format or info.format
         body = encode(art, fmt, alpha=decoded.alpha)
         clock.mark("encode")
     except ImageRejected as rejected:
         outcome.state, outcome.reason, outcome.message = "rejected", rejected.reason, rejected.message
         outcome.timings_ms = clock.total()
         return record(outcome)
-    out_key = keys.render_key(upload.image_id, job.output_name or job.name, fmt)
     store.put(
         out_key,
         body,
         CONTENT_TYPES[fmt],
-        {"image-id": upload.image_id, "style": job.name, "style-fingerprint": job.fingerprint},
+        _render_metadata(upload.image_id, job),
     )
     clock.mark("write")
+    if cache is not None:
+        if reuse is not None:
+            cache.index.replace(reuse, out_key, upload.image_id)
+        else:
+            cache.index.put(new_entry(*query, upload.image_id, out_key, cache.policy))
+        clock.mark("index")
     outcome.state = "done"
     outcome.output_key = out_key
     outcome.format = fmt
@@ -148,3 +192,7 @@ def render_object(
     outcome.height, outcome.width = int(art.shape[0]), int(art.shape[1])
     outcome.timings_ms = clock.total()
     return record(outcome)
+
+
+def _render_metadata(image_id: str, job: StyleJob) -> dict[str, str]:
+    return {"image-id": image_id, "style": job.name, "style-fingerprint": job.fingerprint}

@@ -164,8 +164,6 @@ def _styles(value: Any, accepted: Sequence[str]) -> tuple[str, ...]:
 
 
 def _options(value: Any, styles: Sequence[str]) -> dict[str, dict[str, Any]]:
-    if value is None:
-        return {}
     if not isinstance(value, dict):
         raise UploadRefused("invalid_request", "options must be an object keyed by style", "options")
     out: dict[str, dict[str, Any]] = {}
@@ -224,7 +222,7 @@ def parse_request(body: Any, accepted_styles: Sequence[str], limits: Limits) -> 
             "size",
         )
     styles = _styles(body["styles"], accepted_styles)
-    options = _options(body.get("options"), styles)
+    options = _options(body["options"], styles) if "options" in body else {}
     return UploadRequest(filename, content_type.lower(), size, styles, options)
 
 

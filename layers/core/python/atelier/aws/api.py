@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeSerializer
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from atelier import keys, styles, uploads
@@ -95,6 +97,15 @@ def write_status_items(
     raise StoreError(f"BatchWriteItem {image_id}: items left unprocessed")
 
 
+def presigning_client(s3: Any) -> Any:
+    """An S3 client like ``s3`` (same region, endpoint from the environment) that signs with SigV4.
+
+    SigV4 is what every region accepts and what signs ``response-content-disposition`` correctly.
+    """
+    config = wiring.CLIENT_CONFIG.merge(Config(signature_version="s3v4"))
+    return boto3.session.Session().client("s3", region_name=s3.meta.region_name, config=config)
+
+
 def api_handler(
     adapters: wiring.Adapters | None = None,
     *,
@@ -105,6 +116,7 @@ def api_handler(
     app = adapters or wiring.build()
     settings = settings or UploadSettings.from_env()
     accepted = tuple(accepted_styles)
+    presigner = presigning_client(app.s3)
     logger = Logger(service=SERVICE)
     tracer = Tracer(service=SERVICE)
     resolver = APIGatewayHttpResolver()
@@ -117,8 +129,8 @@ def api_handler(
     @resolver.post("/uploads")
     def create_upload() -> Response[str]:
         owner = caller()
-        raw = resolver.current_event.decoded_body or ""
         try:
+            raw = resolver.current_event.decoded_body or ""
             body = json.loads(raw) if raw else None
         except ValueError as exc:
             raise UploadRefused("invalid_request", f"the body is not JSON: {exc}") from exc
@@ -128,7 +140,7 @@ def api_handler(
         write_status_items(
             app.dynamodb, app.config.status_table, plan.image_id, uploads.status_items(plan, now, ttl_seconds)
         )
-        signed = presigned_post(app.s3, app.config.bucket, plan)
+        signed = presigned_post(presigner, app.config.bucket, plan)
         logger.info(
             "upload granted", extra={"image_id": plan.image_id, "key": plan.key, "styles": request.styles}
         )
@@ -160,9 +172,9 @@ def api_handler(
         for entry in view["styles"]:
             if entry["state"] == "done" and entry.get("output_key"):
                 key = entry.pop("output_key")
-                entry["url"] = presigned_get(app.s3, app.config.bucket, key, expires_in)
+                entry["url"] = presigned_get(presigner, app.config.bucket, key, expires_in)
                 entry["download_url"] = presigned_get(
-                    app.s3, app.config.bucket, key, expires_in, entry["download_name"]
+                    presigner, app.config.bucket, key, expires_in, entry["download_name"]
                 )
         view["urls_expire_at"] = _iso(now + expires_in)
         return _json(200, view)

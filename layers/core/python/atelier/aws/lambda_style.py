@@ -49,6 +49,7 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
             app.config.limits,
             styles.CPU_STYLES,
             expires_at=int(time.time()) + ttl_seconds,
+            cache=app.cache,
         )
         return outcome.as_dict()
 
@@ -114,4 +115,10 @@ def _emit(result: dict[str, Any], metrics: Metrics, logger: Logger) -> None:
         metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.get("size_bytes", 0))
     elif state == "rejected":
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
+    cache = result.get("cache") or {}
+    if cache.get("hit"):
+        metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="CacheDistance", unit=MetricUnit.Count, value=cache.get("distance", 0))
+    elif cache:
+        metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
     logger.info("render finished", extra={"outcome": result})

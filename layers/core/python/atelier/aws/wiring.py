@@ -13,9 +13,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from atelier.aws.dynamo_index import DynamoHashIndex
 from atelier.aws.s3 import S3ObjectStore
 from atelier.aws.status import DynamoStatusStore
+from atelier.cache import CachePolicy
 from atelier.config import AppConfig
+from atelier.pipeline import Cache
 
 # Standard retry mode retries throttling and 5xx with backoff; what is left after it reaches the handler
 # as a TransientStoreError and Lambda's own retries take over.
@@ -36,6 +39,7 @@ class Adapters:
     dynamodb: Any
     store: S3ObjectStore
     status: DynamoStatusStore
+    cache: Cache | None
 
 
 def client(service: str) -> Any:
@@ -54,4 +58,16 @@ def build(config: AppConfig | None = None) -> Adapters:
         dynamodb=dynamodb,
         store=S3ObjectStore(s3, config.bucket),
         status=DynamoStatusStore(dynamodb, config.status_table),
+        cache=_cache(config, dynamodb),
     )
+
+
+def _cache(config: AppConfig, dynamodb: Any) -> Cache | None:
+    if not config.phash_table:
+        return None
+    policy = CachePolicy(
+        threshold=config.cache_threshold,
+        ttl_seconds=config.cache_ttl_days * 86400,
+        cross_owner_exact=config.cache_cross_owner,
+    )
+    return Cache(DynamoHashIndex(dynamodb, config.phash_table, policy.threshold), policy)

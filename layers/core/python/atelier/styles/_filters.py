@@ -28,11 +28,9 @@ def steps_along(bgr: np.ndarray, axis: int) -> np.ndarray:
     if bgr.shape[axis] < 2:
         return out
     tail = out[:, 1:] if axis == 1 else out[1:]
-    acc = None
     for p in cv2.split(bgr):
         d = cv2.absdiff(p[:, 1:], p[:, :-1]) if axis == 1 else cv2.absdiff(p[1:], p[:-1])
-        acc = d if acc is None else cv2.add(acc, d, dst=acc)
-    tail[...] = acc
+        cv2.add(tail, d, dst=tail)
     return out
 
 
@@ -75,7 +73,7 @@ def parallel(fn: Callable[[int, int], None], total: int, chunk: int) -> None:
             fn(a, b)
         return
     global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE != n:
+    if _POOL is None or n != _POOL_SIZE:
         _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="atelier-style")
         _POOL_SIZE = n
     for f in [_POOL.submit(fn, a, b) for a, b in spans]:
@@ -86,21 +84,26 @@ def _part(a: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     return a[:, start:stop] if axis == 1 else a[start:stop]
 
 
-def nc_pass(planes: list[np.ndarray], cost: np.ndarray, limit: float, axis: int, reach: int) -> list[np.ndarray]:
+def nc_pass(
+    planes: list[np.ndarray], cost: np.ndarray, limit: float, axis: int, reach: int
+) -> list[np.ndarray]:
     """One normalised-convolution pass of the domain transform (Gastal & Oliveira) along ``axis``.
 
     Each output pixel is the mean of the pixels whose summed step cost from it stays within ``limit``, at
     most ``reach`` pixels to each side. ``cost[k]`` is the cost of the step into pixel k from pixel k-1
-    along the axis (8-bit costs saturate at 255, so ``limit`` must then be below 255). Planes are float32
-    or uint8, all of one shape and type, and come back in that type.
+    along the axis. Planes and costs are both float32, or both uint16 (costs then saturate at 65535, so
+    ``limit`` must be below it); the planes come back in their own type.
     """
-    n = planes[0].shape[axis]
+    shape = planes[0].shape
+    n = shape[axis]
     floating = planes[0].dtype == np.float32
-    acc_type = np.float32 if floating else np.uint16
-    acc_depth = cv2.CV_32F if floating else cv2.CV_16U
-    accs = [p.astype(acc_type) for p in planes]
-    count = np.ones(planes[0].shape, acc_type)
-    total = np.zeros(planes[0].shape, cost.dtype)
+    dtype = np.float32 if floating else np.uint16
+    on = 1.0 if floating else 65535
+    accs = [p.copy() for p in planes]
+    count = np.ones(shape, dtype)
+    total = scratch("nc.total", shape, dtype)
+    mask = scratch("nc.mask", shape, dtype)
+    tmp = scratch("nc.tmp", shape, dtype)
     for side in (1, -1):
         total.fill(0)
         for k in range(1, min(reach, n - 1) + 1):
@@ -110,22 +113,32 @@ def nc_pass(planes: list[np.ndarray], cost: np.ndarray, limit: float, axis: int,
                 here, there, step = (k, n), (0, n - k), (1, n - k + 1)
             run = _part(total, axis, *here)
             cv2.add(run, _part(cost, axis, *step), dst=run)
-            mask = cv2.compare(run, limit, cv2.CMP_LE)
-            if not cv2.countNonZero(mask):
+            m = _part(mask, axis, *here)
+            cv2.threshold(run, limit, on, cv2.THRESH_BINARY_INV, dst=m)
+            if not cv2.countNonZero(m):
                 break  # costs only grow with distance, so no farther pixel can be inside either
             c = _part(count, axis, *here)
-            cv2.add(c, 1, dst=c, mask=mask)
-            for acc, p in zip(accs, planes, strict=True):
-                a = _part(acc, axis, *here)
-                cv2.add(a, _part(p, axis, *there), dst=a, mask=mask, dtype=acc_depth)
-    depth = cv2.CV_32F if floating else cv2.CV_8U
-    return [cv2.divide(acc, count, dtype=depth) for acc in accs]
+            if floating:
+                cv2.add(c, m, dst=c)
+                for acc, p in zip(accs, planes, strict=True):
+                    cv2.accumulateProduct(_part(p, axis, *there), m, _part(acc, axis, *here))
+            else:
+                t = _part(tmp, axis, *here)
+                cv2.threshold(run, limit, 1, cv2.THRESH_BINARY_INV, dst=t)
+                cv2.add(c, t, dst=c)
+                for acc, p in zip(accs, planes, strict=True):
+                    cv2.bitwise_and(_part(p, axis, *there), m, dst=t)
+                    a = _part(acc, axis, *here)
+                    cv2.add(a, t, dst=a)
+    for acc in accs:
+        cv2.divide(acc, count, dst=acc)
+    return accs
 
 
 def guided_coefficients(
     guide: np.ndarray, planes: list[np.ndarray], radius: int, eps: float
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """He et al.'s guided filter with a grey guide: per plane, ``a`` and ``b`` with output ``a * guide + b``."""
+    """He et al.'s guided filter with a grey guide: per plane, ``a`` and ``b`` giving ``a * guide + b``."""
     k = (2 * radius + 1, 2 * radius + 1)
 
     def box(x: np.ndarray) -> np.ndarray:
@@ -133,7 +146,7 @@ def guided_coefficients(
 
     mean_i = box(guide)
     var_i = cv2.subtract(box(cv2.multiply(guide, guide)), cv2.multiply(mean_i, mean_i))
-    denom = cv2.add(var_i, eps)
+    denom = np.add(var_i, np.float32(eps))
     a_planes, b_planes = [], []
     for p in planes:
         mean_p = box(p)
@@ -145,16 +158,36 @@ def guided_coefficients(
     return a_planes, b_planes
 
 
-def upsample_rows(low: np.ndarray, height: int, width: int, r0: int, r1: int) -> np.ndarray:
-    """Rows ``r0:r1`` of ``low`` resized bilinearly to ``height x width`` (as cv2.resize would place them)."""
-    lh, lw = low.shape[:2]
-    sx, sy = lw / width, lh / height
-    m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, (r0 + 0.5) * sy - 0.5]], np.float64)
-    return cv2.warpAffine(
-        low, m, (width, r1 - r0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
+def area_down(img: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks (partial blocks at the right and bottom edges included)."""
+    if factor == 1:
+        return img.copy()
+    h, w = img.shape[:2]
+    fh, fw = h // factor, w // factor
+    lh, lw = -(-h // factor), -(-w // factor)
+    out = np.empty((lh, lw, *img.shape[2:]), img.dtype)
+    # INTER_AREA has a fast path only for whole-number ratios, so the edge remainders are done apart.
+    for ys, ye, oy in ((0, fh * factor, slice(0, fh)), (fh * factor, h, slice(fh, lh))):
+        for xs, xe, ox in ((0, fw * factor, slice(0, fw)), (fw * factor, w, slice(fw, lw))):
+            if ye > ys and xe > xs:
+                size = (ox.stop - ox.start, oy.stop - oy.start)
+                out[oy, ox] = cv2.resize(img[ys:ye, xs:xe], size, interpolation=cv2.INTER_AREA).reshape(
+                    out[oy, ox].shape
+                )
+    return out
+
+
+def up_rows(low: np.ndarray, factor: int, r0: int, r1: int, width: int) -> np.ndarray:
+    """Rows ``r0:r1`` (and the first ``width`` columns) of ``low`` enlarged ``factor`` times bilinearly."""
+    lh = low.shape[0]
+    la = max(0, r0 // factor - 1)
+    lb = min(lh, (r1 - 1) // factor + 2)
+    block = low[la:lb]
+    size = (block.shape[1] * factor, (lb - la) * factor)
+    up = cv2.resize(block, size, interpolation=cv2.INTER_LINEAR)
+    return up[r0 - la * factor : r1 - la * factor, :width]
 
 
 def work_factor(height: int, width: int, pixels: int) -> int:
     """Integer reduction that brings an image to about ``pixels`` pixels (at least 1)."""
-    return max(1, int(math.sqrt(height * width / pixels)))
+    return max(1, round(math.sqrt(height * width / pixels)))

@@ -52,8 +52,8 @@ def render(
         steps = F.steps_along(band, axis=0)
         total = cv2.add(_side_counts(cv2.LUT(steps, lut), axis=0), counts[:, c0:c1])
         # Y = shade * 255 * count, kept above 255 so strong colours still saturate as in YCrCb space.
-        luma = cv2.multiply(total, gain, dtype=cv2.CV_16U)
-        cv2.min(luma, 1023, dst=luma)
+        luma = cv2.addWeighted(total, gain, total, 0.0, 0.0, dtype=cv2.CV_16U)
+        np.minimum(luma, 1023, out=luma)
         offset = cv2.subtract(luma, cv2.cvtColor(band, cv2.COLOR_BGR2GRAY), dtype=cv2.CV_16S)
         out[:, c0:c1] = F.add_offset(band, offset)
 

@@ -47,53 +47,53 @@ def render(bgr: np.ndarray, sigma_s: float = 60.0, sigma_r: float = 0.45) -> np.
 
     F.parallel(steps, h, _STRIP * 4)
 
-    a3, b3 = _smooth_coarse(bgr, sx, sy, ratio, radii)
-    lut = np.minimum(np.rint((1.0 + ratio * np.arange(256)) * _LIMIT / radii[-1]), 255).astype(np.uint8)
+    f = F.work_factor(h, w, _WORK_PIXELS)
+    coef_a, coef_b = _smooth_coarse(bgr, sx, sy, f, ratio, radii)
+    table = np.minimum(np.rint((1.0 + ratio * np.arange(256)) * _LIMIT / radii[-1]), 65535)
+    lut = table.astype(np.uint16)
     out = np.empty_like(bgr)
 
     def finish(r0: int, r1: int) -> None:
         halo = _REACH + 1
         a, b = max(0, r0 - halo), min(h, r1 + halo)
-        guide = cv2.cvtColor(bgr[a:b], cv2.COLOR_BGR2GRAY)
-        coef = F.upsample_rows(a3, h, w, a, b)
-        base = F.upsample_rows(b3, h, w, a, b)
-        smooth = coef * guide[:, :, None].astype(np.float32)
-        smooth += base
-        planes = cv2.split(np.clip(smooth, 0, 255, out=smooth).astype(np.uint8))
+        guide = cv2.cvtColor(bgr[a:b], cv2.COLOR_BGR2GRAY).astype(np.float32)
+        planes = []
+        for ca, cb in zip(coef_a, coef_b, strict=True):
+            q = cv2.multiply(F.up_rows(ca, f, a, b, w), guide)
+            cv2.add(q, F.up_rows(cb, f, a, b, w), dst=q)
+            planes.append(cv2.convertScaleAbs(np.maximum(q, 0.0, out=q)).astype(np.uint16))
         planes = F.nc_pass(planes, cv2.LUT(sx[a:b], lut), _LIMIT, 1, _REACH)
         planes = F.nc_pass(planes, cv2.LUT(sy[a:b], lut), _LIMIT, 0, _REACH)
         # The edge term needs one row either side of the output rows.
         e0, e1 = max(a, r0 - 1), min(b, r1 + 1)
-        mag = None
+        mag = np.zeros((e1 - e0, w), np.float32)
+        chans = []
         for p in planes:
-            rows = p[e0 - a : e1 - a]
-            m = cv2.magnitude(cv2.Sobel(rows, cv2.CV_32F, 1, 0), cv2.Sobel(rows, cv2.CV_32F, 0, 1))
-            mag = m if mag is None else cv2.add(mag, m, dst=mag)
-        assert mag is not None
-        shade = cv2.subtract(1.0, cv2.multiply(mag, 1.0 / 255.0))[r0 - e0 : r1 - e0]
-        out[r0:r1] = cv2.merge([cv2.multiply(p[r0 - a : r1 - a], shade, dtype=cv2.CV_8U) for p in planes])
+            p8 = p[e0 - a : e1 - a].astype(np.uint8)
+            gx, gy = cv2.spatialGradient(p8)
+            cv2.add(mag, cv2.magnitude(gx.astype(np.float32), gy.astype(np.float32)), dst=mag)
+            chans.append(p8[r0 - e0 : r1 - e0].astype(np.float32))
+        # OpenCV's shade is 1 - (summed gradient magnitude of the 0..1 planes), cut at 0.
+        shade = np.maximum(np.subtract(1.0, mag * np.float32(1.0 / 255.0)), 0.0)[r0 - e0 : r1 - e0]
+        out[r0:r1] = cv2.merge([cv2.convertScaleAbs(cv2.multiply(c, shade)) for c in chans])
 
     F.parallel(finish, h, _STRIP)
     return out
 
 
 def _smooth_coarse(
-    bgr: np.ndarray, sx: np.ndarray, sy: np.ndarray, ratio: float, radii: list[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The three domain-transform passes on a reduced copy, returned as guided-filter maps (a, b)."""
-    h, w = bgr.shape[:2]
-    f = F.work_factor(h, w, _WORK_PIXELS)
-    lh, lw = -(-h // f), -(-w // f)
-    small = cv2.resize(bgr, (lw, lh), interpolation=cv2.INTER_AREA)
+    bgr: np.ndarray, sx: np.ndarray, sy: np.ndarray, f: int, ratio: float, radii: list[float]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The three domain-transform passes on a copy reduced ``f`` times, returned as guided-filter maps."""
+    small = F.area_down(bgr, f)
     planes = [p.astype(np.float32) * (1.0 / 255.0) for p in cv2.split(small)]
-    # A reduced step spans w/lw full-size steps: its cost is their sum, so grain still counts.
-    cost_x = cv2.resize(sx, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    cost_y = cv2.resize(sy, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    cost_x = (cost_x * ratio + 1.0) * (w / lw)
-    cost_y = (cost_y * ratio + 1.0) * (h / lh)
+    # A reduced step spans f full-size steps: its cost is their sum, so fine grain still counts.
+    cost_x = (F.area_down(sx, f).astype(np.float32) * ratio + 1.0) * f
+    cost_y = (F.area_down(sy, f).astype(np.float32) * ratio + 1.0) * f
+    lh, lw = small.shape[:2]
     for r in radii:
         planes = F.nc_pass(planes, cost_x, r, 1, lw)
         planes = F.nc_pass(planes, cost_y, r, 0, lh)
     guide = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) * (1.0 / 255.0)
     a, b = F.guided_coefficients(guide, planes, _GUIDE_RADIUS, _GUIDE_EPS)
-    return cv2.merge(a), cv2.merge([x * 255.0 for x in b])
+    return a, [x * 255.0 for x in b]

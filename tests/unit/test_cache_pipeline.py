@@ -1,0 +1,210 @@
+"""The near-duplicate cache in the render pipeline, under moto: hits, misses, scope, repair, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import cv2
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from atelier.aws.dynamo_index import DynamoHashIndex
+from atelier.aws.s3 import S3ObjectStore
+from atelier.aws.status import DynamoStatusStore
+from atelier.cache import CachePolicy
+from atelier.limits import Limits
+from atelier.local.cfn import LocalTemplate
+from atelier.pipeline import Cache, StyleJob, render_object
+from atelier.styles import CPU_STYLES, get
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class World:
+    s3: Any
+    ddb: Any
+    bucket: str
+    store: S3ObjectStore
+    status: DynamoStatusStore
+    cache: Cache
+    index_table: str
+    renders: list[str]
+
+    def upload(self, key: str, body: bytes, owner: str | None = None) -> str:
+        meta = {"owner": owner} if owner else {}
+        return str(
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=meta)["ETag"].strip('"')
+        )
+
+    def render(self, key: str, etag: str, job: StyleJob | None = None) -> dict[str, Any]:
+        job = job or sketch_job()
+        out = render_object(self.store, self.status, key, etag, job, Limits(), CPU_STYLES, cache=self.cache)
+        return out.as_dict()
+
+    def index_items(self) -> int:
+        return len(self.ddb.scan(TableName=self.index_table)["Items"])
+
+
+def sketch_job(**params: Any) -> StyleJob:
+    style = get("sketch")
+    renders: list[str] = []
+
+    def render(bgr: np.ndarray) -> np.ndarray:
+        renders.append("rendered")
+        return style.render(bgr, **params)
+
+    job = StyleJob("sketch", style.fingerprint(params), render)
+    job.render.calls = renders  # type: ignore[attr-defined]
+    return job
+
+
+def calls(job: StyleJob) -> int:
+    return len(job.render.calls)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws():
+        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
+        s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
+        bucket = tpl.name_of("PhotoBucket")
+        s3.create_bucket(Bucket=bucket)
+        for table in tpl.tables():
+            ddb.create_table(**table.create_kwargs)
+        env = tpl.function_environment()
+        policy = CachePolicy(threshold=6)
+        index = DynamoHashIndex(ddb, env["ATELIER_PHASH_TABLE"], policy.threshold)
+        yield World(
+            s3,
+            ddb,
+            bucket,
+            S3ObjectStore(s3, bucket),
+            DynamoStatusStore(ddb, env["ATELIER_STATUS_TABLE"]),
+            Cache(index, policy),
+            env["ATELIER_PHASH_TABLE"],
+            [],
+        )
+
+
+def photo(name: str = "chelsea.jpg", quality: int = 92, scale: float = 1.0) -> bytes:
+    img = cv2.imread(str(ROOT / "samples" / name))
+    if scale != 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def test_renamed_reencoded_copy_is_served_from_the_earlier_render(world: World) -> None:
+    job = sketch_job()
+    first = world.render("incoming/sketch/cat.jpg", world.upload("incoming/sketch/cat.jpg", photo()), job)
+    assert first["state"] == "done" and first["cache"] == {"hit": False} and calls(job) == 1
+    variant = photo(quality=70, scale=0.6)  # re-encoded, resized, metadata-free, new name
+    second = world.render(
+        "incoming/sketch/IMG_0042.jpg", world.upload("incoming/sketch/IMG_0042.jpg", variant), job
+    )
+    assert calls(job) == 1  # no second render
+    assert second["state"] == "done" and second["cache"]["hit"] is True
+    assert second["cache"]["source_image_id"] == first["image_id"]
+    assert 0 <= second["cache"]["distance"] <= 6 and second["cache"]["reason"] == "near_duplicate"
+    copied = world.s3.get_object(Bucket=world.bucket, Key=second["output_key"])["Body"].read()
+    original = world.s3.get_object(Bucket=world.bucket, Key=first["output_key"])["Body"].read()
+    assert copied == original  # a server-side copy of the earlier render
+    item = {i["style"]: i for i in world.status.get_status(second["image_id"])}["sketch"]
+    assert item["cache"]["hit"] is True and item["cache"]["distance"] == second["cache"]["distance"]
+
+
+def test_a_different_photo_is_a_miss(world: World) -> None:
+    job = sketch_job()
+    world.render("incoming/sketch/cat.jpg", world.upload("incoming/sketch/cat.jpg", photo()), job)
+    other = world.render(
+        "incoming/sketch/moon.jpg", world.upload("incoming/sketch/moon.jpg", photo("astronaut.jpg")), job
+    )
+    assert other["cache"] == {"hit": False} and calls(job) == 2
+
+
+def test_another_owners_near_duplicate_is_a_miss(world: World) -> None:
+    job = sketch_job()
+    world.render("incoming/sketch/a.jpg", world.upload("incoming/sketch/a.jpg", photo(), owner="alice"), job)
+    bob = world.render(
+        "incoming/sketch/b.jpg", world.upload("incoming/sketch/b.jpg", photo(quality=80), owner="bob"), job
+    )
+    assert bob["cache"] == {"hit": False} and calls(job) == 2
+    # and byte-identical bytes are shared across owners only when configured, which it is not here
+    carol = world.render(
+        "incoming/sketch/c.jpg", world.upload("incoming/sketch/c.jpg", photo(), owner="carol"), job
+    )
+    assert carol["cache"] == {"hit": False}
+
+
+def test_byte_identical_photo_of_another_owner_is_reused_only_when_allowed(world: World) -> None:
+    world.cache = Cache(world.cache.index, CachePolicy(threshold=6, cross_owner_exact=True))
+    job = sketch_job()
+    world.render("incoming/sketch/a.jpg", world.upload("incoming/sketch/a.jpg", photo(), owner="alice"), job)
+    same = world.render(
+        "incoming/sketch/b.jpg", world.upload("incoming/sketch/b.jpg", photo(), owner="bob"), job
+    )
+    assert same["cache"]["hit"] is True and same["cache"]["reason"] == "same_bytes_other_owner"
+    near = world.render(
+        "incoming/sketch/c.jpg", world.upload("incoming/sketch/c.jpg", photo(quality=80), owner="bob"), job
+    )
+    assert near["cache"] == {"hit": False}  # not the same bytes: never another owner's render
+
+
+def test_a_changed_style_parameter_is_a_miss(world: World) -> None:
+    world.render("incoming/sketch/a.jpg", world.upload("incoming/sketch/a.jpg", photo()), sketch_job())
+    params = dict(get("sketch").defaults)
+    name, value = next(iter(params.items()))
+    changed = sketch_job(**{name: type(value)(value * 2 if value else 1)})
+    again = world.render("incoming/sketch/b.jpg", world.upload("incoming/sketch/b.jpg", photo()), changed)
+    assert again["cache"] == {"hit": False} and calls(changed) == 1
+
+
+def test_entry_whose_render_was_deleted_renders_again_and_repairs_itself(world: World) -> None:
+    job = sketch_job()
+    first = world.render("incoming/sketch/a.jpg", world.upload("incoming/sketch/a.jpg", photo()), job)
+    world.s3.delete_object(Bucket=world.bucket, Key=first["output_key"])
+    second = world.render(
+        "incoming/sketch/b.jpg", world.upload("incoming/sketch/b.jpg", photo(quality=85)), job
+    )
+    assert second["state"] == "done" and calls(job) == 2  # fell back to rendering
+    third = world.render(
+        "incoming/sketch/c.jpg", world.upload("incoming/sketch/c.jpg", photo(quality=80)), job
+    )
+    assert third["cache"]["hit"] is True and third["cache"]["source_image_id"] == second["image_id"]
+    assert calls(job) == 2  # the repaired entry points at the second render
+
+
+def test_concurrent_double_upload_leaves_one_index_entry(world: World) -> None:
+    body = photo()
+    etags = [world.upload(f"incoming/sketch/twin{i}.jpg", body) for i in range(2)]
+    barrier = threading.Barrier(2)
+    results: list[dict[str, Any]] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        results.append(world.render(f"incoming/sketch/twin{i}.jpg", etags[i]))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r["state"] for r in results] == ["done", "done"]
+    bands = world.cache.policy.threshold + 1
+    assert world.index_items() == bands + 1  # one entry: its band items and its exact-bytes item

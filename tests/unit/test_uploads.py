@@ -1,0 +1,397 @@
+"""Uploads: request checks, keys and POST policy conditions (AWS-free), and the API handler under moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from atelier import keys, uploads
+from atelier.aws import wiring
+from atelier.aws.api import api_handler
+from atelier.aws.status import DynamoStatusStore
+from atelier.config import AppConfig
+from atelier.limits import Limits
+from atelier.local.api_server import dev_claims, http_api_event
+from atelier.local.cfn import LocalTemplate
+from atelier.styles import CPU_STYLES
+from atelier.uploads import UploadRefused, UploadSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = Limits()
+GOOD = {
+    "filename": "red flower.jpg",
+    "content_type": "image/jpeg",
+    "size": 123_456,
+    "styles": ["sketch", "oil"],
+}
+SMALL = {**GOOD, "size": 4000}  # under the API fixture's cap of 4096 bytes
+
+
+def refusal(body: Any, accepted: tuple[str, ...] = CPU_STYLES, limits: Limits = LIMITS) -> UploadRefused:
+    with pytest.raises(UploadRefused) as info:
+        uploads.parse_request(body, accepted, limits)
+    return info.value
+
+
+# --- request checks -----------------------------------------------------------------------------------
+
+
+def test_a_valid_request_is_read_with_its_file_name_sanitised() -> None:
+    request = uploads.parse_request({**GOOD, "filename": "a/b/red  flower?.JPG"}, CPU_STYLES, LIMITS)
+    assert request.filename == "red flower_.JPG"
+    assert request.content_type == "image/jpeg" and request.size == 123_456
+    assert request.styles == ("sketch", "oil")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd.jpg", "passwd.jpg"),
+        ("C:\\Users\\me\\photo.png", "photo.png"),
+        ("café.jpg", "café.jpg"),
+        ("e\u0301te\u0301.webp", "\u00e9t\u00e9.webp"),  # NFC
+        ("a<b>|c*.jpg", "a_b__c_.jpg"),
+        ("  spaced   out .jpg ", "spaced out .jpg"),
+    ],
+)
+def test_file_names_keep_their_last_part_and_harmless_characters(name: str, expected: str) -> None:
+    assert uploads.sanitize_filename(name) == expected
+
+
+def test_a_long_file_name_is_cut_keeping_its_extension() -> None:
+    safe = uploads.sanitize_filename("x" * 200 + ".jpeg")
+    assert len(safe) == uploads.KEY_FILENAME_CHARS and safe.endswith(".jpeg")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "x" * 256 + ".jpg", "evil\x00.jpg", "line\nbreak.jpg", "...", "/", "??"]
+)
+def test_empty_or_absurd_file_names_are_refused(name: str) -> None:
+    error = refusal({**GOOD, "filename": name})
+    assert error.code == "bad_filename" and error.field == "filename" and error.status == 400
+
+
+def test_a_size_over_the_byte_cap_is_refused_naming_the_cap() -> None:
+    error = refusal({**GOOD, "size": 2049}, limits=Limits(max_bytes=2048))
+    assert error.code == "too_large_bytes" and error.field == "size"
+    assert "2 KB" in error.message
+    assert uploads.parse_request({**GOOD, "size": 2048}, CPU_STYLES, Limits(max_bytes=2048)).size == 2048
+
+
+@pytest.mark.parametrize("size", [0, -1, True, "12", 1.5, None])
+def test_a_size_that_is_not_a_positive_integer_is_refused(size: Any) -> None:
+    error = refusal({**GOOD, "size": size})
+    assert error.code == "invalid_request" and error.field == "size"
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "image/gif", "image/svg+xml", "", None])
+def test_content_types_other_than_jpeg_png_webp_are_refused(content_type: Any) -> None:
+    error = refusal({**GOOD, "content_type": content_type})
+    assert error.code == "unsupported_type" and "image/jpeg" in error.message
+
+
+def test_an_unknown_style_is_refused_listing_the_known_ones() -> None:
+    error = refusal({**GOOD, "styles": ["sketch", "cubism"]})
+    assert error.code == "unknown_style" and "'cubism'" in error.message
+    assert all(name in error.message for name in CPU_STYLES)
+
+
+def test_anime_and_upscale_are_accepted_only_where_the_accepted_styles_list_them() -> None:
+    assert refusal({**GOOD, "styles": ["anime"]}).code == "unknown_style"
+    request = uploads.parse_request(
+        {**GOOD, "styles": ["anime"], "options": {"anime": {"model": "hayao"}}},
+        (*CPU_STYLES, "anime"),
+        LIMITS,
+    )
+    assert request.styles == ("anime",) and request.options == {"anime": {"model": "hayao"}}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"sketch": {"model": "hayao"}}, {"anime": {"model": "hayao"}}, {"sketch": 3}, "x", None],
+)
+def test_options_must_belong_to_a_requested_style_that_takes_them(options: Any) -> None:
+    error = refusal({**GOOD, "options": options})
+    assert error.code in ("invalid_option", "invalid_request") and error.field == "options"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], None),
+        ({k: v for k, v in GOOD.items() if k != "styles"}, "styles"),
+        ({**GOOD, "styles": []}, "styles"),
+        ({**GOOD, "styles": "sketch"}, "styles"),
+        ({**GOOD, "styles": ["oil", "oil"]}, "styles"),
+        ({**GOOD, "owner": "someone-else"}, "owner"),
+        ({**GOOD, "filename": 7}, "filename"),
+    ],
+)
+def test_malformed_requests_are_refused_saying_which_field(body: Any, field: str | None) -> None:
+    error = refusal(body)
+    assert error.code == "invalid_request" and error.field == field
+    assert error.body()["error"]["message"]
+
+
+# --- identity, keys and the policy ----------------------------------------------------------------------
+
+
+def test_the_owner_is_the_subject_or_a_digest_of_an_odd_one() -> None:
+    assert uploads.owner_id("9f1c2e7a-0d1b-4c55-8f0e-1b2c3d4e5f60") == "9f1c2e7a-0d1b-4c55-8f0e-1b2c3d4e5f60"
+    odd = uploads.owner_id("auth0|12345/../x")
+    assert odd == uploads.owner_id("auth0|12345/../x") and keys._OWNER_RE.match(odd) and "/" not in odd
+    with pytest.raises(UploadRefused) as info:
+        uploads.owner_id("")
+    assert info.value.status == 401
+
+
+def test_the_plan_pins_size_type_metadata_and_a_server_chosen_key() -> None:
+    request = uploads.parse_request(GOOD, CPU_STYLES, LIMITS)
+    plan = uploads.plan_upload(request, "dev-user", LIMITS, 600)
+    assert keys._ID_RE.match(plan.image_id) and len(plan.image_id) >= 20
+    assert plan.key == f"incoming/all/u/dev-user/{plan.image_id}/red flower.jpg"
+    assert ["content-length-range", 1, LIMITS.max_bytes] in plan.conditions
+    assert ["starts-with", "$Content-Type", "image/"] in plan.conditions
+    pinned = {k: v for c in plan.conditions if isinstance(c, dict) for k, v in c.items()}
+    assert pinned == {
+        "x-amz-meta-image-id": plan.image_id,
+        "x-amz-meta-owner": "dev-user",
+        "x-amz-meta-styles": "sketch,oil",
+    }
+    assert {k: plan.fields[k] for k in pinned} == pinned and plan.fields["Content-Type"] == "image/jpeg"
+    assert uploads.plan_upload(request, "dev-user", LIMITS, 600).image_id != plan.image_id
+
+
+def test_the_style_handlers_read_back_what_the_policy_pins() -> None:
+    plan = uploads.plan_upload(uploads.parse_request(GOOD, CPU_STYLES, LIMITS), "u-1", LIMITS, 600)
+    metadata = {
+        k.removeprefix("x-amz-meta-"): v for k, v in plan.fields.items() if k.startswith("x-amz-meta-")
+    }
+    described = keys.describe(plan.key, "etag", metadata, CPU_STYLES)
+    assert (described.image_id, described.owner) == (plan.image_id, "u-1")
+    assert described.styles == frozenset({"sketch", "oil"}) and described.filename == "red flower.jpg"
+
+
+def test_status_items_hold_the_image_record_and_a_pending_item_per_style() -> None:
+    plan = uploads.plan_upload(uploads.parse_request(GOOD, CPU_STYLES, LIMITS), "u-1", LIMITS, 600)
+    items = dict(uploads.status_items(plan, now=1000, ttl_seconds=50))
+    assert set(items) == {uploads.IMAGE_RECORD, "sketch", "oil"}
+    image = items[uploads.IMAGE_RECORD]
+    assert (
+        image["owner"] == "u-1"
+        and image["styles"] == ["sketch", "oil"]
+        and image["filename"] == "red flower.jpg"
+    )
+    assert image["created_at"] == 1000 and image["upload_expires_at"] == 1600 and image["expires_at"] == 1050
+    assert items["oil"]["state"] == "pending" and items["oil"]["expires_at"] == 1050
+
+
+def _image(owner: str = "u-1", **extra: Any) -> dict[str, Any]:
+    record = {
+        "style": uploads.IMAGE_RECORD,
+        "owner": owner,
+        "styles": ["sketch", "oil"],
+        "filename": "cat.png",
+    }
+    return {**record, "created_at": 1000, "upload_expires_at": 1600, **extra}
+
+
+def test_the_status_view_hides_unknown_and_other_owners_images() -> None:
+    assert uploads.status_view("img-123456", [], "u-1", 1100) is None
+    assert uploads.status_view("img-123456", [_image(owner="u-2")], "u-1", 1100) is None
+    assert uploads.status_view("img-123456", [{"style": "sketch", "state": "done"}], "u-1", 1100) is None
+
+
+def test_the_status_view_follows_the_upload_from_waiting_to_complete() -> None:
+    pending = {"state": "pending"}
+    view = uploads.status_view("img-123456", [_image(), {"style": "sketch", **pending}], "u-1", 1100)
+    assert view is not None and view["state"] == "awaiting_upload"
+    assert [s["state"] for s in view["styles"]] == ["pending", "pending"]
+    assert view["created_at"] == "1970-01-01T00:16:40Z"
+    expired = uploads.status_view("img-123456", [_image()], "u-1", 1601)
+    assert expired is not None and expired["state"] == "upload_expired"
+    started = {"style": "sketch", "state": "pending", "source_key": "incoming/all/u/u-1/img-123456/cat.png"}
+    assert uploads.status_view("img-123456", [_image(), started], "u-1", 1100)["state"] == "processing"  # type: ignore[index]
+    done = {
+        "style": "sketch",
+        "state": "done",
+        "output_key": "renders/img-123456/sketch.png",
+        "format": "png",
+    }
+    rejected = {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "the PNG has no IHDR"}
+    view = uploads.status_view("img-123456", [_image(), done, rejected], "u-1", 1100)
+    assert view is not None and view["state"] == "complete"
+    sketch, oil = view["styles"]
+    assert sketch["download_name"] == "cat-sketch.png" and sketch["output_key"] == done["output_key"]
+    assert oil == {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "the PNG has no IHDR"}
+
+
+def test_upload_settings_come_from_the_environment() -> None:
+    assert UploadSettings.from_env({}) == UploadSettings(10, 15)
+    assert UploadSettings.from_env({"ATELIER_UPLOAD_MINUTES": "3", "ATELIER_DOWNLOAD_MINUTES": "7"}) == (
+        UploadSettings(3, 7)
+    )
+    for bad in ("0", "x", "99999"):
+        with pytest.raises(ValueError, match="ATELIER_UPLOAD_MINUTES"):
+            UploadSettings.from_env({"ATELIER_UPLOAD_MINUTES": bad})
+
+
+# --- the API handler under moto ---------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    s3: Any
+    ddb: Any
+    config: AppConfig
+    handler: Any
+
+    def call(self, method: str, path: str, body: Any = None, sub: str | None = "dev-user") -> tuple[int, Any]:
+        raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        claims = dev_claims(sub, "https://issuer.example") if sub is not None else {}
+        event = http_api_event(
+            method,
+            path,
+            "",
+            {"content-type": "application/json"},
+            raw,
+            claims=claims,
+            route_key=f"{method} {path}",
+            domain="api.example",
+        )
+        response = self.handler(event, Context())
+        return response["statusCode"], json.loads(response["body"])
+
+    def items(self, image_id: str) -> dict[str, dict[str, Any]]:
+        return {
+            i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)
+        }
+
+
+@dataclass
+class Context:
+    function_name: str = "ApiFunction"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "req-1"
+    log_group_name: str = "/aws/lambda/ApiFunction"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws():
+        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
+        s3 = boto3.client("s3")
+        ddb = boto3.client("dynamodb")
+        bucket = tpl.name_of("PhotoBucket")
+        s3.create_bucket(Bucket=bucket)
+        for table in tpl.tables():
+            ddb.create_table(**table.create_kwargs)
+        env = tpl.function_environment()
+        config = AppConfig(
+            bucket, env["ATELIER_STATUS_TABLE"], env["ATELIER_IDEMPOTENCY_TABLE"], Limits(max_bytes=4096)
+        )
+        yield Api(s3, ddb, config, api_handler(wiring.build(config), settings=UploadSettings(5, 2)))
+
+
+def test_post_uploads_grants_a_presigned_post_and_records_the_image(api: Api) -> None:
+    status, body = api.call("POST", "/uploads", SMALL)
+    assert status == 201
+    image_id = body["image_id"]
+    assert body["key"] == f"incoming/all/u/dev-user/{image_id}/red flower.jpg"
+    assert body["status_url"] == f"/images/{image_id}" and body["max_bytes"] == 4096
+    fields = body["upload"]["fields"]
+    assert fields["key"] == body["key"] and fields["x-amz-meta-styles"] == "sketch,oil"
+    assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 1, 4096] in policy["conditions"]
+    assert ["starts-with", "$Content-Type", "image/"] in policy["conditions"]
+    for name in ("x-amz-meta-image-id", "x-amz-meta-owner", "x-amz-meta-styles", "key"):
+        assert {name: fields[name]} in policy["conditions"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", policy["expiration"])
+    items = api.items(image_id)
+    assert set(items) == {"#image", "sketch", "oil"}
+    assert items["#image"]["owner"] == "dev-user" and items["#image"]["styles"] == ["sketch", "oil"]
+    assert items["#image"]["filename"] == "red flower.jpg" and items["#image"]["created_at"] > 0
+    assert items["sketch"]["state"] == items["oil"]["state"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({**SMALL, "size": 4097}, "too_large_bytes"),
+        ({**SMALL, "content_type": "text/html"}, "unsupported_type"),
+        ({**SMALL, "styles": ["cubism"]}, "unknown_style"),
+        ({**SMALL, "filename": ""}, "bad_filename"),
+        (b"{not json", "invalid_request"),
+        (b"\xff\xfe\x00 not utf-8", "invalid_request"),
+        (None, "invalid_request"),
+    ],
+)
+def test_post_uploads_refuses_with_a_json_body_that_says_why(api: Api, body: Any, code: str) -> None:
+    status, answer = api.call("POST", "/uploads", body)
+    assert status == 400 and answer["error"]["code"] == code and answer["error"]["message"]
+    assert api.ddb.scan(TableName=api.config.status_table)["Count"] == 0
+
+
+def test_a_request_without_identity_is_unauthorized(api: Api) -> None:
+    status, answer = api.call("POST", "/uploads", SMALL, sub=None)
+    assert status == 401 and answer["error"]["code"] == "unauthorized"
+
+
+def test_get_image_is_404_for_unknown_ids_and_for_other_owners(api: Api) -> None:
+    _, granted = api.call("POST", "/uploads", SMALL)
+    assert api.call("GET", f"/images/{uuid.uuid4().hex}")[0] == 404
+    assert api.call("GET", "/images/..%2F..%2Fx")[0] == 404
+    status, answer = api.call("GET", f"/images/{granted['image_id']}", sub="someone-else")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+    status, answer = api.call("GET", f"/images/{granted['image_id']}")
+    assert status == 200 and answer["state"] == "awaiting_upload"
+    assert [(s["style"], s["state"]) for s in answer["styles"]] == [("sketch", "pending"), ("oil", "pending")]
+    assert all("url" not in s for s in answer["styles"])
+
+
+def test_get_image_gives_urls_for_done_styles_only_and_reasons_for_rejected_ones(api: Api) -> None:
+    _, granted = api.call("POST", "/uploads", SMALL)
+    image_id = granted["image_id"]
+    store = DynamoStatusStore(api.ddb, api.config.status_table)
+    output_key = f"renders/{image_id}/sketch.jpg"
+    api.s3.put_object(Bucket=api.config.bucket, Key=output_key, Body=b"\xff\xd8\xff render")
+    store.put_status(
+        image_id, "sketch", {"state": "done", "output_key": output_key, "format": "jpeg", "width": 4}
+    )
+    store.put_status(image_id, "oil", {"state": "rejected", "reason": "corrupt", "message": "truncated JPEG"})
+    status, answer = api.call("GET", f"/images/{image_id}")
+    assert status == 200 and answer["state"] == "complete"
+    sketch, oil = answer["styles"]
+    assert sketch["state"] == "done" and sketch["download_name"] == "red flower-sketch.jpg"
+    assert f"/{output_key}" in sketch["url"] and "X-Amz-Signature=" in sketch["url"]
+    assert "response-content-disposition=attachment" in sketch["download_url"]
+    assert "output_key" not in sketch
+    assert oil == {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "truncated JPEG"}
+
+
+def test_an_unknown_route_is_a_json_404(api: Api) -> None:
+    status, answer = api.call("GET", "/nowhere")
+    assert status == 404 and answer["error"]["code"] == "not_found"
