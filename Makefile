@@ -21,7 +21,11 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.170.0'
 	touch $@
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed
+# Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed /usr/bin/chromium
 
 run: $(VENV)/.installed
 	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out

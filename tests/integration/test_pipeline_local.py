@@ -23,6 +23,25 @@ SAMPLES = ROOT / "samples"
 STYLES = ("sketch", "pencil", "oil", "watercolor")
 
 
+def own_photo(seed: str) -> bytes:
+    """A photo no other test uploads, so the near-duplicate cache cannot answer for it."""
+    import random
+
+    import cv2
+    import numpy as np
+
+    rnd = random.Random(seed)
+    img = cv2.imread(str(SAMPLES / "chelsea.jpg"))
+    img = np.ascontiguousarray(np.rot90(img, rnd.randrange(4)))
+    for _ in range(6):
+        x, y = rnd.randrange(img.shape[1]), rnd.randrange(img.shape[0])
+        color = tuple(rnd.randrange(256) for _ in range(3))
+        cv2.circle(img, (x, y), rnd.randrange(20, 90), color, -1)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
 def put(stack: LocalStack, key: str, body: bytes) -> str:
     """Upload and return the image id the handlers will give it."""
     etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
@@ -144,7 +163,7 @@ def test_transient_failure_is_retried_then_reaches_the_dead_letter_queue(
 
     monkeypatch.setattr(S3ObjectStore, "put", flaky)
     # a failure that clears: Lambda's retry renders it
-    first = put(local_stack, f"incoming/pencil/once{unique_id}.jpg", (SAMPLES / "chelsea.jpg").read_bytes())
+    first = put(local_stack, f"incoming/pencil/once{unique_id}.jpg", own_photo(f"once{unique_id}"))
     assert wait_states(local_stack, first, ("pencil",))["pencil"]["state"] in ("done", "failed")
     assert dispatcher.wait_idle(timeout=60)
     assert wait_states(local_stack, first, ("pencil",))["pencil"]["state"] == "done"
@@ -152,7 +171,7 @@ def test_transient_failure_is_retried_then_reaches_the_dead_letter_queue(
     assert [i.attempts for i in retried] == [2] and retried[0].outcome == "success"
     # one that persists: three attempts (the template's MaximumRetryAttempts 2), then the dead-letter queue
     key = f"incoming/pencil/always{unique_id}.jpg"
-    image_id = put(local_stack, key, (SAMPLES / "chelsea.jpg").read_bytes())
+    image_id = put(local_stack, key, own_photo(f"always{unique_id}"))
     assert dispatcher.wait_idle(timeout=60)
     failed = [i for i in dispatcher.invocations("PencilFunction") if i.key and f"always{unique_id}" in i.key]
     assert [i.attempts for i in failed] == [3]

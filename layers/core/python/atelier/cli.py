@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="folder for the renders and index.html (default: out)")
     p.add_argument("--dir", default=None, help="keep the stack's data here instead of a temporary folder")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument(
+        "--serve",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="keep the web gallery up until Ctrl-C afterwards (auto: when run from a terminal)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worker", help="consume the upscale queue: the GPU container task's entry point")
@@ -209,7 +215,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from atelier import demo
 
     data_dir = Path(args.dir) if args.dir else None
-    return demo.run([Path(p) for p in args.photos], Path(args.out), data_dir, args.timeout)
+    serve = args.serve == "yes" or (args.serve == "auto" and sys.stdin.isatty())
+    return demo.run([Path(p) for p in args.photos], Path(args.out), data_dir, args.timeout, serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from atelier import gallery, keys, styles
 from atelier.aws.status import DynamoStatusStore
+from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
 
 TERMINAL = {"done", "rejected", "failed"}
@@ -28,7 +29,13 @@ class Uploaded:
     image_id: str
 
 
-def run(photos: list[Path], out_dir: Path, data_dir: Path | None = None, timeout: float = 300.0) -> int:
+def run(
+    photos: list[Path],
+    out_dir: Path,
+    data_dir: Path | None = None,
+    timeout: float = 300.0,
+    serve: bool = False,
+) -> int:
     """Start the stack, render each photo in every CPU style, write ``out_dir``, stop; non-zero on failure."""
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,21 +52,35 @@ def run(photos: list[Path], out_dir: Path, data_dir: Path | None = None, timeout
             # the handlers' JSON logs and metrics are for CloudWatch; here the table below says it all
             stack.env.update(POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
             stack.start_dispatcher()
+            url, stop_api = serve_api(stack)
+            console.print(f"[bold]web gallery and upload API: {url}[/bold]")
             uploads = _upload(stack, photos)
             console.print(f"uploaded {len(uploads)} photo(s) to s3://{stack.bucket}/incoming/all/")
             statuses = _wait(stack, uploads, timeout)
             entries, rows = _collect(stack, uploads, statuses, out_dir)
+            _print_table(console, rows)
+            if serve:
+                console.print(f"[bold]try it: open {url} and drop photos in; Ctrl-C stops everything[/bold]")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+            stop_api()
         console.print("local stack stopped")
     index = gallery.write(out_dir, entries, "Atelier · make run", "Rendered on the local stack.")
+    console.print(f"gallery of this run: {index}")
+    bad = [r for r in rows if r[2] not in ("done", "rejected")]
+    return 1 if bad else 0
+
+
+def _print_table(console: Console, rows: list[tuple[str, str, str, str, str]]) -> None:
     table = Table(title="renders")
     for col in ("image", "style", "state", "ms", "output / reason"):
         table.add_column(col, justify="right" if col == "ms" else "left")
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"gallery: {index}")
-    bad = [r for r in rows if r[2] not in ("done", "rejected")]
-    return 1 if bad else 0
 
 
 def _upload(stack: Any, photos: list[Path]) -> list[Uploaded]:

@@ -16,8 +16,8 @@ DEFAULTS: dict[str, float | int] = {"sigma_s": 60.0, "sigma_r": 0.07, "shade_fac
 _R = 4096
 _FRAC = 16
 _PAD = 64
-# (previous level, next level) of the dyadic search; a side's count is capped at the last level.
 _STRIP = 64
+# (previous level, next level) of the dyadic search; a side's count is capped at the last level.
 _LEVELS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64))
 
 
