@@ -61,10 +61,10 @@ def session_options(threads: int | None = None, optimized_path: str | None = Non
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 6)
     opts.inter_op_num_threads = 1
-    # Shapes change with every image: a memory pattern cannot be reused, and the arena would keep the
-    # largest activation set of any image for the life of the process.
+    # Shapes change with every image, so a memory pattern cannot be reused. The arena stays on: without
+    # it every run maps and faults in its activations afresh (measured 2x slower, same peak RSS).
     opts.enable_mem_pattern = False
-    opts.enable_cpu_mem_arena = False
+    opts.enable_cpu_mem_arena = True
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimized_path:
         opts.optimized_model_filepath = optimized_path

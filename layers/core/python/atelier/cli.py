@@ -136,8 +136,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print format, header size and verdict per file; a rejected file is never decoded."""
     limits = Limits.from_env()
+    from atelier import phash
+
     table = Table(title="atelier inspect")
-    for col in ("file", "format", "width", "height", "verdict"):
+    for col in ("file", "format", "width", "height", "verdict", "phash"):
         table.add_column(col)
     worst = 0
     for name in args.photos:
@@ -145,15 +147,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             info = _read_head(path, limits)
         except ImageRejected as exc:
-            table.add_row(path.name, "-", "-", "-", f"[red]{exc.reason}[/red]: {exc.message}")
+            table.add_row(path.name, "-", "-", "-", f"[red]{exc.reason}[/red]: {exc.message}", "")
             worst = 1
             continue
         except OSError as exc:
-            table.add_row(path.name, "-", "-", "-", f"[red]unreadable[/red]: {exc.strerror}")
+            table.add_row(path.name, "-", "-", "-", f"[red]unreadable[/red]: {exc.strerror}", "")
             worst = 1
             continue
         w, h = info.display_size
-        table.add_row(path.name, info.format, str(w), str(h), "[green]accepted[/green]")
+        try:  # the header passed; the hash needs the pixels
+            digest = phash.to_hex(phash.phash(decode(path.read_bytes(), limits, info).bgr))
+        except ImageRejected as exc:
+            table.add_row(
+                path.name, info.format, str(w), str(h), f"[red]{exc.reason}[/red]: {exc.message}", ""
+            )
+            worst = 1
+            continue
+        table.add_row(path.name, info.format, str(w), str(h), "[green]accepted[/green]", digest)
     console.print(table)
     return worst
 
@@ -197,10 +207,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, help="tile size in input pixels; 0 = whole image")
     p.set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("upscale", help="super-resolve one photo with EDSR, tiled (GPU where present)")
+    p.add_argument("photo", metavar="PHOTO")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
+    p.add_argument(
+        "--model", default=None, help="a manifest name or an .onnx path (default: edsr_baseline_x<scale>)"
+    )
+    p.add_argument("--tile", type=int, default=None, help="tile size in input pixels; 0 = whole image")
+    p.add_argument("--provider", choices=("auto", "cuda", "tensorrt", "cpu"), default="auto")
+    p.add_argument("--output", "-o", required=True, metavar="OUT", help="output PNG")
+    p.set_defaults(func=cmd_upscale)
+
     from atelier.local.cli import add_parser as add_local
+    from atelier.models.cli import add_parser as add_models
+
+    add_models(sub)
 
     add_local(sub)
     return parser
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    """Upscale one file through the same tiled path as the worker."""
+    from atelier import models
+    from atelier.upscale import Upscaler
+
+    name = args.model or f"edsr_baseline_x{args.scale}"
+    if args.model is None and not models.installed_path(name).exists():
+        name += "-dev"  # no trained model fetched: the untrained dev build, said so below
+    path = Path(name) if name.endswith(".onnx") else models.installed_path(name)
+    if not path.exists():
+        hint = "atelier models build-dev" if args.model is None else f"atelier models fetch {name}"
+        err_console.print(f"[red]no model at {path}[/red]: run `{hint}` first")
+        return 2
+    limits = Limits.from_env()
+    try:
+        decoded = decode(Path(args.photo).read_bytes(), limits)
+    except ImageRejected as exc:
+        err_console.print(f"[red]{args.photo}: {exc.reason}[/red]: {exc.message}")
+        return 1
+    upscaler = Upscaler(path, provider=args.provider)
+    if upscaler.scale != args.scale:
+        err_console.print(f"[red]{path} upscales x{upscaler.scale}, not x{args.scale}[/red]")
+        return 2
+    started = time.perf_counter()
+    out = upscaler.upscale(decoded.bgr, tile=args.tile)
+    seconds = time.perf_counter() - started
+    Path(args.output).write_bytes(encode(out, "png"))
+    notice = "" if name.endswith(".onnx") else models.untrained_notice(models.read_info(name))
+    console.print(
+        f"{args.photo} {decoded.width}x{decoded.height} -> {args.output} {out.shape[1]}x{out.shape[0]}"
+        f" in {seconds:.2f} s on {upscaler.providers[0]}" + (f" ({notice})" if notice else "")
+    )
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
