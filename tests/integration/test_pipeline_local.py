@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -209,3 +211,39 @@ def test_sample_events_run_every_handler_against_the_local_stack(
         assert invocation.done.wait(60)
         assert invocation.result["state"] == "done", invocation
         assert invocation.result["source_key"] == key
+
+
+def test_anime_upload_renders_with_the_dev_model_at_the_input_size(
+    local_stack: LocalStack, dispatcher: Dispatcher, unique_id: str
+) -> None:
+    key = f"incoming/anime/{unique_id}/portrait.png"
+    image_id = put(local_stack, key, (SAMPLES / "coffee.png").read_bytes())
+    item = wait_states(local_stack, image_id, ("anime",))["anime"]
+    assert item["state"] == "done" and item["output_key"] == f"renders/{image_id}/anime.png"
+    assert (item["width"], item["height"]) == (600, 400)  # aspect kept, no square crop
+    assert item["style_fingerprint"].startswith("anime:animeganv2-dev:")
+    invoked = {i.function for i in dispatcher.invocations() if i.key and unique_id in i.key}
+    assert invoked == {"AnimeFunction"}
+
+
+def test_anime_model_variant_is_chosen_by_sub_folder(local_stack: LocalStack, unique_id: str) -> None:
+    key = f"incoming/anime/animeganv2-dev-nhwc/{unique_id}/cat.jpg"
+    models = Path(local_stack.env["ATELIER_MODEL_DIR"])
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "atelier.models.cli",
+            "--cache",
+            str(models),
+            "build-dev",
+            "--only",
+            "animeganv2-dev-nhwc",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    image_id = put(local_stack, key, own_photo(f"anime{unique_id}"))
+    item = wait_states(local_stack, image_id, ("anime",))["anime"]
+    assert item["state"] == "done" and item["style_fingerprint"].startswith("anime:animeganv2-dev-nhwc:")

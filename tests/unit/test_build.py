@@ -10,10 +10,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
 from atelier.local.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def zip_functions() -> dict[str, list[str]]:
             continue
         if res["Properties"].get("PackageType", "Zip") != "Zip":
             continue
-        layers = res["Properties"].get("Layers", layers_default)
+        layers = [*layers_default, *res["Properties"].get("Layers", [])]  # SAM appends to the globals
         out[name] = [layer["Ref"] for layer in layers]
     return out
 
@@ -57,7 +58,10 @@ def python312() -> str:
 
 def test_every_zip_function_with_its_layers_fits_lambdas_unzipped_limit() -> None:
     functions = zip_functions()
-    assert {"SketchFunction", "PencilFunction", "OilFunction", "WatercolorFunction"} <= set(functions)
+    assert {"SketchFunction", "PencilFunction", "OilFunction", "WatercolorFunction", "AnimeFunction"} <= set(
+        functions
+    )
+    assert functions["AnimeFunction"] == ["CoreLayer", "DepsLayer", "OnnxLayer"]
     sizes = {}
     for name, layers in functions.items():
         total = tree_size(BUILD / name) + sum(tree_size(BUILD / layer) for layer in layers)
@@ -67,24 +71,36 @@ def test_every_zip_function_with_its_layers_fits_lambdas_unzipped_limit() -> Non
 
 
 def test_built_template_keeps_every_function_on_python_312_x86_64() -> None:
-    tpl = yaml.safe_load((ROOT / "template.yaml").read_text().replace("!", ""))
-    fn = tpl["Globals"]["Function"]
+    fn = load_template(ROOT / "template.yaml")["Globals"]["Function"]
     assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["x86_64"]
 
 
-@pytest.mark.parametrize("style", ["sketch", "pencil", "oil", "watercolor"])
-def test_built_function_imports_and_renders_on_python_312(style: str) -> None:
+@pytest.fixture(scope="module")
+def dev_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The untrained dev AnimeGANv2 model in a model cache folder (built here, on 3.11)."""
+    root = tmp_path_factory.mktemp("models")
+    cmd = [
+        sys.executable,
+        "-m",
+        "atelier.models.cli",
+        "--cache",
+        str(root),
+        "build-dev",
+        "--only",
+        "animeganv2-dev",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+@pytest.mark.parametrize("style", ["sketch", "pencil", "oil", "watercolor", "anime"])
+def test_built_function_imports_and_renders_on_python_312(style: str, dev_models: Path) -> None:
     """Import the handler from the built layers as Lambda would, on 3.12, and render one sample."""
     assert RUNTIME.exists(), "no runtime packages: run `make build`"
     fn = f"{style.capitalize()}Function"
-    path = os.pathsep.join(
-        [
-            str(BUILD / fn),
-            str(BUILD / "CoreLayer" / "python"),
-            str(BUILD / "DepsLayer" / "python"),
-            str(RUNTIME),
-        ]
-    )
+    layers = [BUILD / layer / "python" for layer in zip_functions()[fn]]
+    path = os.pathsep.join([str(BUILD / fn), *map(str, layers), str(RUNTIME)])
     code = f"""
 import json, sys
 sys.path[:0] = {path!r}.split({os.pathsep!r})
@@ -93,7 +109,12 @@ app = importlib.import_module("{style}.app")
 from atelier import styles
 from atelier.decode import decode
 d = decode(open({str(ROOT / "samples" / "chelsea.jpg")!r}, "rb").read())
-out = styles.get("{style}").render(d.bgr)
+if "{style}" == "anime":
+    from atelier.anime import load_model
+    from atelier.models import installed_path
+    out = load_model(installed_path("animeganv2-dev")).stylize(d.bgr)
+else:
+    out = styles.get("{style}").render(d.bgr)
 result = {{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}
 print(json.dumps(result))
 """
@@ -105,6 +126,8 @@ print(json.dumps(result))
         "AWS_DEFAULT_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "PYTHONNOUSERSITE": "1",
+        "ATELIER_MODEL_DIR": str(dev_models),
+        "ATELIER_ANIME_MODEL": "animeganv2-dev",
     }
     proc = subprocess.run(
         [python312(), "-I", "-c", code], capture_output=True, text=True, env=env, timeout=120

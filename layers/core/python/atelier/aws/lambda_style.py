@@ -20,16 +20,30 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from atelier import keys, styles
 from atelier.aws import wiring
 from atelier.pipeline import Outcome, StyleJob, render_object
-from atelier.storage import StoreError
+from atelier.storage import NotFound, StoreError
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+JobResolver = Callable[[str, dict[str, str]], StyleJob]
 
 
-def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> Handler:
-    """Build the handler of one style; everything expensive is built here, once per container."""
-    style = styles.get(style_name)
-    job = StyleJob(style.name, style.fingerprint(), style.render)
-    service = f"atelier-{style.name}"
+def style_handler(
+    style_name: str,
+    adapters: wiring.Adapters | None = None,
+    resolver: JobResolver | None = None,
+    version: str = "",
+) -> Handler:
+    """Build the handler of one style; everything expensive is built here, once per container.
+
+    ``resolver`` picks the job per upload from its key and metadata (the anime model variant, say);
+    without it the style's own renderer with its defaults is used. ``version`` names what a resolver's
+    jobs depend on (the default model), for the idempotency key.
+    """
+    fixed = None
+    if resolver is None:
+        style = styles.get(style_name)
+        fixed = StyleJob(style.name, style.fingerprint(), style.render)
+    job_version = fixed.fingerprint if fixed is not None else version
+    service = f"atelier-{style_name}"
     logger = Logger(service=service)
     tracer = Tracer(service=service)
     metrics = Metrics(namespace="Atelier", service=service)
@@ -40,6 +54,14 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
 
     @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=idempotency)
     def render_once(request: dict[str, str]) -> dict[str, Any]:
+        job = fixed
+        if job is None:
+            assert resolver is not None
+            try:
+                head = app.store.head(request["key"])
+            except NotFound:
+                return {"state": "skipped", "style": style_name, "message": "the object was deleted"}
+            job = resolver(request["key"], dict(head.metadata))
         outcome = render_object(
             app.store,
             app.status,
@@ -61,26 +83,26 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
         idempotency.register_lambda_context(context)
         obj = event.detail.object
         key = obj.key  # URL-decoded by the data class
-        logger.append_keys(key=key, style=style.name)
+        logger.append_keys(key=key, style=style_name)
         if not keys.is_incoming(key):
             logger.warning("ignored: not an upload")
-            return {"state": "skipped", "style": style.name, "message": "not under incoming/"}
+            return {"state": "skipped", "style": style_name, "message": "not under incoming/"}
         request = {
             "bucket": event.detail.bucket.name,
             "key": key,
             "etag": obj.etag.strip('"'),
-            "style": style.name,
-            "style_version": job.fingerprint,
+            "style": style_name,
+            "style_version": job_version,
         }
         try:
             result = render_once(request=request)
         except IdempotencyAlreadyInProgressError:
             # a copy of this event is rendering right now; if it fails, its own retry takes over
             logger.info("duplicate delivery while the first one is in progress")
-            return {"state": "duplicate", "style": style.name, "source_key": key}
+            return {"state": "duplicate", "style": style_name, "source_key": key}
         except StoreError as exc:
             metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
-            _record_failure(app, job, key, exc, logger)
+            _record_failure(app, style_name, key, exc, logger)
             raise
         _emit(result, metrics, logger)
         return result
@@ -88,13 +110,13 @@ def style_handler(style_name: str, adapters: wiring.Adapters | None = None) -> H
     return handler
 
 
-def _record_failure(app: wiring.Adapters, job: StyleJob, key: str, exc: Exception, logger: Logger) -> None:
+def _record_failure(app: wiring.Adapters, style: str, key: str, exc: Exception, logger: Logger) -> None:
     """Best effort: say ``failed`` on the status item before Lambda retries (or gives up into the DLQ)."""
     try:
         head = app.store.head(key)
         upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
-        failed = Outcome("failed", job.name, upload.image_id, key, upload.owner, message=str(exc))
-        app.status.put_status(upload.image_id, job.name, {**failed.as_dict(), "updated_at": int(time.time())})
+        failed = Outcome("failed", style, upload.image_id, key, upload.owner, message=str(exc))
+        app.status.put_status(upload.image_id, style, {**failed.as_dict(), "updated_at": int(time.time())})
     except Exception:
         logger.exception("could not record the failure")
     logger.error("transient failure; Lambda will retry", extra={"error": str(exc)})

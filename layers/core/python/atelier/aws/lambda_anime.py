@@ -1,0 +1,80 @@
+"""The anime function: AnimeGANv2 on ONNX Runtime's CPU, the model variant chosen per upload.
+
+The variant is a sub-folder (``incoming/anime/<model>/…``) or the object's ``model`` metadata, else
+``ATELIER_ANIME_MODEL``. A model comes from the model cache folder (``ATELIER_MODEL_DIR``: the function
+package or a local cache, each file checked against its recorded SHA-256), else it is fetched once from
+``ATELIER_MODEL_PREFIX`` (``s3://bucket/prefix``) into /tmp and checked against the SHA-256 pinned in the
+manifest or given in ``ATELIER_MODEL_SHA256`` (a JSON object of name to hash). Sessions are built once per
+container, on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from atelier import models
+from atelier.anime import AnimeModel, load_model, obtain_model_file
+from atelier.aws import wiring
+from atelier.aws.lambda_style import Handler, style_handler
+from atelier.config import ConfigError
+from atelier.pipeline import StyleJob
+
+STYLE = "anime"
+
+
+def anime_models() -> list[str]:
+    """Names of the manifest's anime models."""
+    return [name for name in models.names() if models.get(name).task == STYLE]
+
+
+def variant(key: str, metadata: dict[str, str], default: str) -> str:
+    """The model an upload asks for: ``incoming/anime/<model>/…``, else metadata ``model``, else default."""
+    known = set(anime_models())
+    parts = key.split("/")
+    if len(parts) > 3 and parts[1] == STYLE and parts[2] in known:
+        return parts[2]
+    wanted = {k.lower(): v for k, v in metadata.items()}.get("model", "")
+    return wanted if wanted in known else default
+
+
+def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, str]:
+    """The checked ONNX file of ``name`` and its SHA-256."""
+    info = models.read_info(name)
+    local = models.installed_path(name)
+    recorded = ((info or {}).get("onnx_sha256") or {}).get("fp32")
+    if recorded and local.exists():
+        return obtain_model_file(name, sha256=recorded, package_dir=models.cache_dir()), recorded
+    pins = json.loads(env.get("ATELIER_MODEL_SHA256", "{}") or "{}")
+    sha = pins.get(name) or models.get(name).sha256
+    if not sha:
+        raise ConfigError(f"no SHA-256 for model {name}: pin it in ATELIER_MODEL_SHA256 or the manifest")
+    prefix = env.get("ATELIER_MODEL_PREFIX", "")
+    return obtain_model_file(name, sha256=sha, s3_uri=prefix, s3=s3), sha
+
+
+def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] | None = None) -> Handler:
+    """Build the anime handler (models load lazily, once per container and variant)."""
+    env = dict(os.environ if env is None else env)
+    default = env.get("ATELIER_ANIME_MODEL", "face_paint_512_v2")
+    max_side = int(env.get("ATELIER_ANIME_MAX_SIDE", "1024"))
+    if default not in anime_models():
+        raise ConfigError(f"ATELIER_ANIME_MODEL={default!r} is not an anime model of the manifest")
+    app = adapters or wiring.build()
+    loaded: dict[str, tuple[AnimeModel, str]] = {}
+
+    def resolver(key: str, metadata: dict[str, str]) -> StyleJob:
+        name = variant(key, metadata, default)
+        if name not in loaded:
+            path, sha = model_file(name, env, app.s3)
+            loaded[name] = (load_model(path), sha)
+        model, sha = loaded[name]
+        return StyleJob(
+            name=STYLE,
+            fingerprint=f"anime:{name}:{sha[:12]}:{max_side}",
+            render=lambda bgr: model.stylize(bgr, max_side),
+        )
+
+    return style_handler(STYLE, app, resolver, version=f"anime:{default}:{max_side}")
