@@ -109,11 +109,11 @@ def test_an_unknown_style_is_refused_listing_the_known_ones() -> None:
 def test_anime_and_upscale_are_accepted_only_where_the_accepted_styles_list_them() -> None:
     assert refusal({**GOOD, "styles": ["anime"]}).code == "unknown_style"
     request = uploads.parse_request(
-        {**GOOD, "styles": ["anime"], "options": {"anime": {"model": "hayao"}}},
+        {**GOOD, "styles": ["anime"], "options": {"anime": {"model": "animeganv2_hayao"}}},
         (*CPU_STYLES, "anime"),
         LIMITS,
     )
-    assert request.styles == ("anime",) and request.options == {"anime": {"model": "hayao"}}
+    assert request.styles == ("anime",) and request.options == {"anime": {"model": "animeganv2_hayao"}}
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from atelier import keys
+from atelier import keys, models
 from atelier.limits import Limits
 
 IMAGE_RECORD = "#image"  # the status item of the image itself, beside one item per style
@@ -33,7 +33,7 @@ TERMINAL_STATES = frozenset({"done", "rejected", "failed"})
 REQUEST_FIELDS = frozenset({"filename", "content_type", "size", "styles", "options"})
 # Options of the styles that take any; a style is only accepted if the caller lists it as available.
 STYLE_OPTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "anime": {"model": ("face_paint_v2", "face_paint_v1", "celeba_distill", "paprika", "hayao", "shinkai")},
+    "anime": {"model": tuple(m.name for m in models.load_manifest() if m.task == "anime")},
     "upscale": {"factor": (2, 3, 4)},
 }
 

@@ -31,12 +31,18 @@ def anime_models() -> list[str]:
 
 
 def variant(key: str, metadata: dict[str, str], default: str) -> str:
-    """The model an upload asks for: ``incoming/anime/<model>/…``, else metadata ``model``, else default."""
+    """The model an upload asks for: ``incoming/anime/<model>/…``, else its metadata, else the default."""
     known = set(anime_models())
     parts = key.split("/")
     if len(parts) > 3 and parts[1] == STYLE and parts[2] in known:
         return parts[2]
-    wanted = {k.lower(): v for k, v in metadata.items()}.get("model", "")
+    meta = {k.lower(): v for k, v in metadata.items()}
+    wanted = meta.get("model", "")
+    if not wanted and meta.get("options"):  # the upload API's x-amz-meta-options: {"anime": {"model": …}}
+        try:
+            wanted = str(json.loads(meta["options"]).get(STYLE, {}).get("model", ""))
+        except (ValueError, AttributeError):
+            wanted = ""
     return wanted if wanted in known else default
 
 
