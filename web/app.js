@@ -8,6 +8,7 @@
     { name: "pencil", title: "Colour pencil" },
     { name: "oil", title: "Oil painting" },
     { name: "watercolor", title: "Watercolour" },
+    { name: "anime", title: "Anime (AnimeGANv2)", off: true },
   ];
   const POLL_MS = 1000;
   const POLL_LIMIT_MS = 10 * 60 * 1000;
@@ -62,7 +63,7 @@
       input.type = "checkbox";
       input.name = "style";
       input.value = style.name;
-      input.checked = true;
+      input.checked = !style.off;
       const text = document.createElement("span");
       text.textContent = style.title;
       label.append(input, text);

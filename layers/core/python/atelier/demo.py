@@ -18,6 +18,8 @@ from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
 
 TERMINAL = {"done", "rejected", "failed"}
+DEV_MODELS = ("animeganv2-dev", "edsr_baseline_x2-dev")
+UNTRAINED = "untrained dev model: shows the code path, not a trained style"
 
 
 @dataclass
@@ -43,7 +45,9 @@ def run(
         root = data_dir or Path(tmp)
         console.print(f"starting the local stack in {root} ...")
         started = time.perf_counter()
-        with start_stack(root) as stack:
+        model_dir = _dev_models(console)
+        with start_stack(root, parameters={"AnimeModel": DEV_MODELS[0]}) as stack:
+            stack.env["ATELIER_MODEL_DIR"] = str(model_dir)
             ends = stack.endpoints
             console.print(
                 f"S3 (SeaweedFS) {ends['s3']}, DynamoDB and SQS (moto) {ends['dynamodb']}"
@@ -55,9 +59,16 @@ def run(
             url, stop_api = serve_api(stack)
             console.print(f"[bold]web gallery and upload API: {url}[/bold]")
             uploads = _upload(stack, photos)
+            extras = _upload_models_demo(stack, photos[0]) if photos else []
             console.print(f"uploaded {len(uploads)} photo(s) to s3://{stack.bucket}/incoming/all/")
+            if extras:
+                console.print(
+                    "and one to incoming/anime/, one (small) to incoming/upscale/x2/ for the worker"
+                )
+                _run_worker(stack, model_dir)
             statuses = _wait(stack, uploads, timeout)
             entries, rows = _collect(stack, uploads, statuses, out_dir)
+            _collect_extras(stack, extras, out_dir, entries, rows)
             _print_table(console, rows)
             if serve:
                 console.print(f"[bold]try it: open {url} and drop photos in; Ctrl-C stops everything[/bold]")
@@ -72,6 +83,93 @@ def run(
     console.print(f"gallery of this run: {index}")
     bad = [r for r in rows if r[2] not in ("done", "rejected")]
     return 1 if bad else 0
+
+
+def _dev_models(console: Console) -> Path:
+    """Build the untrained dev models once into the model cache (seconds; no network)."""
+    from atelier import models
+    from atelier.models.cli import main as models_main
+
+    root = models.cache_dir()
+    missing = [name for name in DEV_MODELS if not models.installed_path(name, root=root).exists()]
+    if missing:
+        console.print(f"building the dev models {', '.join(missing)} into {root} ...")
+        models_main(["--cache", str(root), "build-dev", "--only", *missing])
+    return root
+
+
+def _upload_models_demo(stack: Any, photo: Path) -> list[tuple[str, str, str]]:
+    """One photo for the anime function and a small one for the upscale worker: (key, image id, style)."""
+    import cv2
+
+    from atelier.decode import decode
+    from atelier.encode import encode
+
+    out = []
+    key = f"{keys.INCOMING}anime/{photo.name}"
+    etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=photo.read_bytes())["ETag"].strip('"')
+    out.append((key, keys.drop_in_image_id(key, etag), "anime"))
+    small = decode(photo.read_bytes()).bgr
+    small = cv2.resize(
+        small, (160, max(1, 160 * small.shape[0] // small.shape[1])), interpolation=cv2.INTER_AREA
+    )
+    key = f"{keys.INCOMING}upscale/x2/small-{Path(photo.name).stem}.png"
+    etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=encode(small, "png"))["ETag"].strip('"')
+    out.append((key, keys.drop_in_image_id(key, etag), "upscale-x2"))
+    return out
+
+
+def _run_worker(stack: Any, model_dir: Path) -> None:
+    """Consume the upscale queue on the CPU, as the GPU task would, until it is empty."""
+    from atelier import models
+    from atelier.aws import wiring
+    from atelier.aws.gpu_worker import UpscaleModels, build_job
+    from atelier.aws.sqs import SqsJobQueue
+    from atelier.config import AppConfig
+    from atelier.worker import Worker
+
+    stack.dispatcher.wait_idle(timeout=30)  # the rule has queued the message
+    with stack.applied_env():
+        app = wiring.build(AppConfig.from_env())
+        path = lambda scale: models.installed_path(f"edsr_baseline_x{scale}-dev", root=model_dir)  # noqa: E731
+        queue = SqsJobQueue(stack.sqs, stack.queue_urls["UpscaleQueue"], wait_seconds=1)
+        Worker(queue, build_job(app, UpscaleModels(path, provider="cpu"))).run(until_idle=True)
+
+
+def _collect_extras(
+    stack: Any,
+    extras: list[tuple[str, str, str]],
+    out_dir: Path,
+    entries: list[gallery.Entry],
+    rows: list[tuple[str, str, str, str, str]],
+) -> None:
+    status = DynamoStatusStore(stack.dynamodb, stack.env["ATELIER_STATUS_TABLE"])
+    for key, image_id, style in extras:
+        deadline = time.monotonic() + 120
+        item: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            item = next((i for i in status.get_status(image_id) if i["style"] == style), {})
+            if item.get("state") in TERMINAL:
+                break
+            time.sleep(0.25)
+        state = str(item.get("state", "missing"))
+        name = key.rsplit("/", 1)[-1]
+        entry = gallery.Entry(f"{name} ({image_id})")
+        entries.append(entry)
+        ms = f"{item['timings_ms']['total']:.0f}" if "timings_ms" in item else "-"
+        if state == "done":
+            target = out_dir / image_id / Path(item["output_key"]).name
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(
+                stack.s3.get_object(Bucket=stack.bucket, Key=item["output_key"])["Body"].read()
+            )
+            note = f"{item.get('width')}x{item.get('height')} · {ms} ms · {UNTRAINED}"
+            entry.tiles.append(gallery.Tile(style, f"{image_id}/{target.name}", note))
+            rows.append((name, style, state, ms, f"{image_id}/{target.name} ({UNTRAINED})"))
+        else:
+            why = f"{item.get('reason', '')} {item.get('message', '')}".strip()
+            entry.tiles.append(gallery.Tile(style, note=f"{state}: {why}", failed=True))
+            rows.append((name, style, state, ms, why))
 
 
 def _print_table(console: Console, rows: list[tuple[str, str, str, str, str]]) -> None:
