@@ -7,9 +7,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,14 +39,33 @@ def _read_head(path: Path, limits: Limits) -> ImageInfo:
         return probe_reader(read, size, limits)
 
 
+ANIME = "anime"
+
+
 def parse_styles(spec: str) -> list[str]:
-    """``all`` or a comma-separated list of known style names."""
+    """``all`` (the CPU styles) or a comma-separated list of style names, ``anime`` included."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names or names == ["all"]:
         return list(styles.CPU_STYLES)
     for name in names:
-        styles.get(name)
+        if name != ANIME:
+            styles.get(name)
     return names
+
+
+def anime_renderer(model: str | None) -> tuple[Callable[[Any], Any], str]:
+    """The anime model's stylize function and the note to show beside its output."""
+    from atelier import models
+    from atelier.anime import load_model
+
+    name = model or "face_paint_512_v2"
+    if model is None and not models.installed_path(name).exists():
+        name = "animeganv2-dev"  # nothing fetched: the untrained dev build, labelled as such
+    path = Path(name) if name.endswith(".onnx") else models.installed_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no model at {path}: run `atelier models fetch {name}` (or build-dev)")
+    notice = "" if name.endswith(".onnx") else models.untrained_notice(models.read_info(name))
+    return load_model(path).stylize, notice
 
 
 @dataclass
@@ -68,6 +88,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err_console.print(f"[red]{exc}[/red]")
         return 2
+    renderers: dict[str, Callable[[Any], Any]] = {n: styles.get(n).render for n in names if n != ANIME}
+    notes: dict[str, str] = {}
+    if ANIME in names:
+        try:
+            renderers[ANIME], notes[ANIME] = anime_renderer(args.model)
+        except FileNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
@@ -108,14 +136,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             for name in names:
                 progress.update(task, description=f"{path.name} · {name}")
                 t0 = time.perf_counter()
-                art = styles.get(name).render(decoded.bgr)
+                art = renderers[name](decoded.bgr)
                 body = encode(art, fmt, alpha=decoded.alpha)
                 ms = (time.perf_counter() - t0) * 1000 + decode_ms / len(names)
                 target = out_dir / f"{path.stem}.{name}.{EXTENSIONS[fmt]}"
                 target.write_bytes(body)
                 size = f"{art.shape[1]}x{art.shape[0]}"
-                rows.append(Row(path.name, name, size, ms, str(target)))
-                entry.tiles.append(gallery.Tile(name, target.name, f"{size} · {ms:.0f} ms"))
+                note = f" ({notes[name]})" if notes.get(name) else ""
+                rows.append(Row(path.name, name, size, ms, str(target) + note))
+                entry.tiles.append(gallery.Tile(name, target.name, f"{size} · {ms:.0f} ms{note}"))
                 progress.advance(task)
     table = Table(title="atelier stylize")
     for col in ("file", "style", "size", "ms", "result"):
@@ -175,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stylize", help="render photos in the CPU styles into a folder")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
-    p.add_argument("--style", "-s", default="all", help="comma-separated styles, or all (default)")
+    p.add_argument(
+        "--style", "-s", default="all", help="comma-separated styles (anime too), or all (default)"
+    )
+    p.add_argument("--model", default=None, help="anime model: a manifest name or an .onnx path")
     p.add_argument("--output", "-o", required=True, metavar="OUTDIR")
     p.add_argument("--format", "-f", default="same", choices=("same", *FORMATS), help="output format")
     p.add_argument("--gallery", action="store_true", help="also write OUTDIR/index.html")
