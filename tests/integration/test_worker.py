@@ -232,3 +232,8 @@ def test_killed_mid_job_the_message_comes_back_within_the_grace_period(
     while not back and time.monotonic() < deadline:
         back = local_stack.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
     assert back and key.split("/")[-1] in back[0]["Body"]  # never lost: visible again, for another worker
+
+
+def test_upscale_factor_comes_from_the_upload_apis_option() -> None:
+    assert scale_of("incoming/all-upscale/u/alice/abc/a.jpg", {"options": '{"upscale": {"factor": 2}}'}) == 2
+    assert scale_of("incoming/all-upscale/u/alice/abc/a.jpg", {"options": "not json"}) == 4

@@ -395,3 +395,13 @@ def test_get_image_gives_urls_for_done_styles_only_and_reasons_for_rejected_ones
 def test_an_unknown_route_is_a_json_404(api: Api) -> None:
     status, answer = api.call("GET", "/nowhere")
     assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_only_an_upload_asking_for_the_upscale_goes_where_the_gpu_queue_listens() -> None:
+    request = uploads.parse_request(
+        {**GOOD, "styles": ["sketch", "upscale"]}, (*CPU_STYLES, "upscale"), LIMITS
+    )
+    plan = uploads.plan_upload(request, "alice", LIMITS, 600)
+    assert plan.key.startswith("incoming/all-upscale/u/alice/")
+    plain = uploads.plan_upload(uploads.parse_request(GOOD, CPU_STYLES, LIMITS), "alice", LIMITS, 600)
+    assert plain.key.startswith("incoming/all/u/alice/")

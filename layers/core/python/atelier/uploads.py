@@ -240,9 +240,14 @@ def new_image_id() -> str:
     return uuid.uuid4().hex
 
 
-def upload_key(owner: str, image_id: str, filename: str) -> str:
-    """``incoming/all/u/<owner>/<image-id>/<file>``: one object for every style requested."""
-    return f"{keys.INCOMING}{keys.ALL}/u/{owner}/{image_id}/{filename}"
+def upload_key(owner: str, image_id: str, filename: str, styles: Sequence[str] = ()) -> str:
+    """``incoming/all[-upscale]/u/<owner>/<image-id>/<file>``: one object for every style requested.
+
+    Only an upload that asks for the upscale goes under ``all-upscale/``, the prefix that reaches the GPU
+    workers' queue, so no other upload wakes them.
+    """
+    segment = keys.ALL_UPSCALE if keys.UPSCALE in styles else keys.ALL
+    return f"{keys.INCOMING}{segment}/u/{owner}/{image_id}/{filename}"
 
 
 def plan_upload(
@@ -265,7 +270,7 @@ def plan_upload(
         ["starts-with", "$Content-Type", "image/"],
         *({name: value} for name, value in metadata.items()),
     ]
-    key = upload_key(owner, image_id, request.filename)
+    key = upload_key(owner, image_id, request.filename, request.styles)
     return UploadPlan(image_id, owner, key, request, limits.max_bytes, expires_in, fields, conditions)
 
 

@@ -109,7 +109,7 @@ def presigning_client(s3: Any) -> Any:
 def api_handler(
     adapters: wiring.Adapters | None = None,
     *,
-    accepted_styles: Sequence[str] = (*styles.CPU_STYLES, "anime"),
+    accepted_styles: Sequence[str] = (*styles.CPU_STYLES, "anime", "upscale"),
     settings: UploadSettings | None = None,
 ) -> Handler:
     """Build the API's handler; clients and settings are built here, once per container."""

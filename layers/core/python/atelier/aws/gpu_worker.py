@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -26,8 +27,14 @@ _SCALE_SEGMENT = re.compile(r"^x([234])$")
 
 
 def scale_of(key: str, metadata: dict[str, str]) -> int:
-    """The upload's scale: metadata ``scale``, else a ``x2|x3|x4`` folder after upscale/, else 4."""
-    wanted = {k.lower(): v for k, v in metadata.items()}.get("scale", "").lower().lstrip("x")
+    """The upload's scale: metadata ``scale`` or the upload API's option, a ``x2|x3|x4`` folder, else 4."""
+    meta = {k.lower(): v for k, v in metadata.items()}
+    wanted = meta.get("scale", "").lower().lstrip("x")
+    if not wanted and meta.get("options"):  # x-amz-meta-options: {"upscale": {"factor": 2}}
+        try:
+            wanted = str(json.loads(meta["options"]).get(keys.UPSCALE, {}).get("factor", ""))
+        except (ValueError, AttributeError):
+            wanted = ""
     if wanted.isdigit() and int(wanted) in SCALES:
         return int(wanted)
     parts = key.split("/")
