@@ -7,7 +7,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import atelier  # noqa: F401  (sets OpenCV's limits before cv2 loads)
 import cv2
 import numpy as np
 from PIL import Image

@@ -110,9 +110,9 @@ def test_opencv_pixel_limit_is_live_when_the_package_is_imported_first(tmp_path:
 
 FUZZ = """
     import json, random, time
+    from atelier.decode import decode  # first: the package sets OpenCV's limits before cv2 loads
     import numpy as np
     import cv2
-    from atelier.decode import decode
     from atelier.errors import ImageRejected
     from tests import imaging
 
