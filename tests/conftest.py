@@ -1,3 +1,59 @@
 """Shared test setup. ``atelier`` is imported first so OpenCV's decode limits are set before cv2 loads."""
 
-import atelier  # noqa: F401
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import atelier  # noqa: F401  (first, on purpose)
+from atelier.config import AppConfig
+from atelier.limits import Limits
+from atelier.local.cfn import LocalTemplate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class MotoAws:
+    """The template's bucket and tables inside moto's in-process mock, and the functions' environment."""
+
+    s3: Any
+    dynamodb: Any
+    bucket: str
+    env: dict[str, str]
+
+    def config(self, limits: Limits | None = None) -> AppConfig:
+        """The application's settings for these resources (no near-duplicate cache unless asked)."""
+        return AppConfig(
+            self.bucket,
+            self.env["ATELIER_STATUS_TABLE"],
+            self.env["ATELIER_IDEMPOTENCY_TABLE"],
+            limits or Limits(),
+        )
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoAws]:
+    """Buckets and tables made from template.yaml (never a second copy of the schema) under moto."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Atelier",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws():
+        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
+        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+        bucket = tpl.name_of("PhotoBucket")
+        s3.create_bucket(Bucket=bucket)
+        for table in tpl.tables():
+            dynamodb.create_table(**table.create_kwargs)
+        yield MotoAws(s3, dynamodb, bucket, tpl.function_environment())

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import cv2
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from atelier.aws.dynamo_index import DynamoHashIndex
 from atelier.aws.s3 import S3ObjectStore
 from atelier.aws.status import DynamoStatusStore
 from atelier.cache import CachePolicy
 from atelier.limits import Limits
-from atelier.local.cfn import LocalTemplate
 from atelier.pipeline import Cache, StyleJob, render_object
 from atelier.styles import CPU_STYLES, get
+from tests.conftest import MotoAws
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,35 +67,19 @@ def calls(job: StyleJob) -> int:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(var, raising=False)
-    with mock_aws():
-        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
-        s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
-        bucket = tpl.name_of("PhotoBucket")
-        s3.create_bucket(Bucket=bucket)
-        for table in tpl.tables():
-            ddb.create_table(**table.create_kwargs)
-        env = tpl.function_environment()
-        policy = CachePolicy(threshold=6)
-        index = DynamoHashIndex(ddb, env["ATELIER_PHASH_TABLE"], policy.threshold)
-        yield World(
-            s3,
-            ddb,
-            bucket,
-            S3ObjectStore(s3, bucket),
-            DynamoStatusStore(ddb, env["ATELIER_STATUS_TABLE"]),
-            Cache(index, policy),
-            env["ATELIER_PHASH_TABLE"],
-            [],
-        )
+def world(moto_aws: MotoAws) -> World:
+    policy = CachePolicy(threshold=6)
+    table = moto_aws.env["ATELIER_PHASH_TABLE"]
+    return World(
+        moto_aws.s3,
+        moto_aws.dynamodb,
+        moto_aws.bucket,
+        S3ObjectStore(moto_aws.s3, moto_aws.bucket),
+        DynamoStatusStore(moto_aws.dynamodb, moto_aws.env["ATELIER_STATUS_TABLE"]),
+        Cache(DynamoHashIndex(moto_aws.dynamodb, table, policy.threshold), policy),
+        table,
+        [],
+    )
 
 
 def photo(name: str = "chelsea.jpg", quality: int = 92, scale: float = 1.0) -> bytes:

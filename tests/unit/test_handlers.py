@@ -6,21 +6,18 @@ import copy
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
 from atelier.limits import Limits
-from atelier.local.cfn import LocalTemplate
 from atelier.storage import TransientStoreError
+from tests.conftest import MotoAws
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -65,25 +62,8 @@ class Env:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Atelier")
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(var, raising=False)
-    with mock_aws():
-        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
-        s3 = boto3.client("s3")
-        ddb = boto3.client("dynamodb")
-        bucket = tpl.name_of("PhotoBucket")
-        s3.create_bucket(Bucket=bucket)
-        for table in tpl.tables():
-            ddb.create_table(**table.create_kwargs)
-        env = tpl.function_environment()
-        config = AppConfig(bucket, env["ATELIER_STATUS_TABLE"], env["ATELIER_IDEMPOTENCY_TABLE"], Limits())
-        yield Env(s3, ddb, config)
+def aws(moto_aws: MotoAws) -> Env:
+    return Env(moto_aws.s3, moto_aws.dynamodb, moto_aws.config())
 
 
 def event_for(aws: Env, name: str, body: bytes, key: str | None = None) -> dict[str, Any]:

@@ -6,14 +6,11 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from atelier import keys, uploads
 from atelier.aws import wiring
@@ -22,9 +19,9 @@ from atelier.aws.status import DynamoStatusStore
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local.api_server import dev_claims, http_api_event
-from atelier.local.cfn import LocalTemplate
 from atelier.styles import CPU_STYLES
 from atelier.uploads import UploadRefused, UploadSettings
+from tests.conftest import MotoAws
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
@@ -293,26 +290,10 @@ class Context:
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(var, raising=False)
-    with mock_aws():
-        tpl = LocalTemplate.from_file(ROOT / "template.yaml")
-        s3 = boto3.client("s3")
-        ddb = boto3.client("dynamodb")
-        bucket = tpl.name_of("PhotoBucket")
-        s3.create_bucket(Bucket=bucket)
-        for table in tpl.tables():
-            ddb.create_table(**table.create_kwargs)
-        env = tpl.function_environment()
-        config = AppConfig(
-            bucket, env["ATELIER_STATUS_TABLE"], env["ATELIER_IDEMPOTENCY_TABLE"], Limits(max_bytes=4096)
-        )
-        yield Api(s3, ddb, config, api_handler(wiring.build(config), settings=UploadSettings(5, 2)))
+def api(moto_aws: MotoAws) -> Api:
+    config = moto_aws.config(Limits(max_bytes=4096))
+    handler = api_handler(wiring.build(config), settings=UploadSettings(5, 2))
+    return Api(moto_aws.s3, moto_aws.dynamodb, config, handler)
 
 
 def test_post_uploads_grants_a_presigned_post_and_records_the_image(api: Api) -> None:
