@@ -1,5 +1,6 @@
 """Shared test setup. ``atelier`` is imported first so OpenCV's decode limits are set before cv2 loads."""
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import atelier  # noqa: F401  (first, on purpose)
+import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local.cfn import LocalTemplate
+from atelier.local.dispatcher import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +36,13 @@ class MotoAws:
             self.env["ATELIER_IDEMPOTENCY_TABLE"],
             limits or Limits(),
         )
+
+
+def lambda_context(function: str) -> LambdaContext:
+    """The context Lambda passes ``function`` (a logical id of template.yaml), as the dispatcher builds it."""
+    functions = LocalTemplate.from_file(ROOT / "template.yaml").functions()
+    spec = next(f for f in functions if f.logical_id == function)
+    return LambdaContext(spec, str(uuid.uuid4()))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,30 +16,14 @@ from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.storage import TransientStoreError
-from tests.conftest import MotoAws
+from tests.conftest import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 
 
-@dataclass
-class Context:
-    """The parts of Lambda's context object that Powertools reads."""
-
-    function_name: str = "SketchFunction"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:SketchFunction"
-    memory_limit_in_mb: int = 1769
-    aws_request_id: str = ""
-    log_group_name: str = "/aws/lambda/SketchFunction"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
 def ctx() -> Any:
-    return Context(aws_request_id=str(uuid.uuid4()))
+    return lambda_context("SketchFunction")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from atelier.limits import Limits
 from atelier.local.api_server import dev_claims, http_api_event
 from atelier.styles import CPU_STYLES
 from atelier.uploads import UploadRefused, UploadSettings
-from tests.conftest import MotoAws
+from tests.conftest import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
@@ -266,27 +266,13 @@ class Api:
             route_key=f"{method} {path}",
             domain="api.example",
         )
-        response = self.handler(event, Context())
+        response = self.handler(event, lambda_context("ApiFunction"))
         return response["statusCode"], json.loads(response["body"])
 
     def items(self, image_id: str) -> dict[str, dict[str, Any]]:
         return {
             i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)
         }
-
-
-@dataclass
-class Context:
-    function_name: str = "ApiFunction"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = "req-1"
-    log_group_name: str = "/aws/lambda/ApiFunction"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @pytest.fixture

@@ -155,18 +155,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     outputs = conv.convert(entry, args.source, folder)
     for path in outputs.values():
         conv.run_graph(path, entry.layout)
-    info = {
-        "name": entry.name,
-        "architecture": entry.architecture,
-        "layout": entry.layout,
-        "value_range": list(entry.value_range),
-        "size_multiple": entry.size_multiple,
-        "trained": entry.trained,
-        "source_url": str(args.source),
-        "source_sha256": digest,
-        "source_sha256_trusted_on_first_use": not entry.pinned,
-        "onnx_sha256": {p: registry.sha256_file(path) for p, path in outputs.items()},
-    }
+    info = _record(
+        entry,
+        outputs,
+        trained=entry.trained,
+        source_url=str(args.source),
+        source_sha256=digest,
+        source_sha256_trusted_on_first_use=not entry.pinned,
+    )
     registry.write_info(entry.name, info, root)
     print(f"converted {entry.name}: {', '.join(str(p) for p in outputs.values())}")
     return 0
@@ -239,22 +235,25 @@ def cmd_build_dev(args: argparse.Namespace) -> int:
         outputs = conv.save_precisions(model, entry.precisions, folder)
         for path in outputs.values():
             conv.run_graph(path, entry.layout)
-        info = {
-            "name": entry.name,
-            "architecture": entry.architecture,
-            "layout": entry.layout,
-            "value_range": list(entry.value_range),
-            "size_multiple": entry.size_multiple,
-            "trained": False,
-            "seed": args.seed,
-            "source_url": None,
-            "onnx_sha256": {p: registry.sha256_file(path) for p, path in outputs.items()},
-        }
+        info = _record(entry, outputs, trained=False, seed=args.seed, source_url=None)
         registry.write_info(entry.name, info, root)
         digests = ", ".join(f"{p} {d[:12]}" for p, d in info["onnx_sha256"].items())
         print(f"built {entry.name} (UNTRAINED weights, seed {args.seed}): {digests}")
         built += 1
     return 0 if built else 1
+
+
+def _record(entry: registry.ModelEntry, outputs: dict[str, Path], **extra: Any) -> dict[str, Any]:
+    """The installed model's record: what the manifest says, the ONNX files' SHA-256, and ``extra``."""
+    return {
+        "name": entry.name,
+        "architecture": entry.architecture,
+        "layout": entry.layout,
+        "value_range": list(entry.value_range),
+        "size_multiple": entry.size_multiple,
+        **extra,
+        "onnx_sha256": {p: registry.sha256_file(path) for p, path in outputs.items()},
+    }
 
 
 def _build_dev_model(entry: registry.ModelEntry, seed: int) -> Any:
