@@ -7,7 +7,7 @@ SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test setup lint typecheck validate build unit integration bench clean
+.PHONY: run test setup native lint typecheck validate build unit integration bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ $(SAM_VENV)/.installed:
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed /usr/bin/chromium
+# The compiled pHash kernel, next to atelier/phash.py (the editable install finds it there).
+native:
+	$(MAKE) -C layers/core native
 
-run: $(VENV)/.installed
+setup: $(VENV)/.installed $(SAM_VENV)/.installed /usr/bin/chromium native
+
+run: $(VENV)/.installed native
 	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out
 
 lint: $(VENV)/.installed
@@ -49,16 +53,16 @@ build: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --no-compile \
 		--target .aws-sam/runtime --python-version 3.12 --only-binary=:all: boto3==1.40.4
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed native
 	$(BIN)/pytest tests/unit tests/golden
 
-integration: $(VENV)/.installed
+integration: $(VENV)/.installed native
 	$(BIN)/pytest tests/integration
 
 test: setup lint typecheck validate build
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed native
 	$(BIN)/python bench/npr.py --quick
 
 clean:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from atelier import phash
+from atelier.decode import decode
 from atelier.local.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +117,9 @@ if "{style}" == "anime":
     out = load_model(installed_path("animeganv2-dev")).stylize(d.bgr)
 else:
     out = styles.get("{style}").render(d.bgr)
+from atelier import phash
 result = {{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}
+result["phash"] = [phash.backend(), phash.to_hex(phash.phash(d.bgr))]
 print(json.dumps(result))
 """
     env = {
@@ -136,3 +140,6 @@ print(json.dumps(result))
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["python"].startswith("3.12")
     assert result["shape"] == [300, 451, 3] and result["handler"] is True
+    # the layer carries the compiled pHash kernel, and on 3.12 it gives the value it gives here
+    local = phash.to_hex(phash.phash(decode((ROOT / "samples" / "chelsea.jpg").read_bytes()).bgr))
+    assert result["phash"] == ["native", local]

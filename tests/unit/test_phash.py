@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from atelier.phash import from_hex, hamming, phash, resize_luma, to_hex
+from atelier import phash as phash_module
+from atelier.phash import from_hex, hamming, phash, resize_luma_native, resize_luma_pillow, to_hex
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 GRAYS = ("camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock", "cell")
@@ -101,21 +103,45 @@ def test_phash_equals_imagehash(name: str) -> None:
     assert to_hex(phash(image)) == reference(image)
 
 
+def test_the_native_kernel_is_built_and_used() -> None:
+    """`make` builds libatelier_phash.so beside atelier/phash.py, and phash() runs on it."""
+    assert phash_module.LIBRARY.is_file(), "run `make native`"
+    assert phash_module.backend() == "native"
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_native_and_pillow_luma_images_are_byte_identical(name: str) -> None:
+    """Both ways to the 32x32 luma image (the compiled kernel and Pillow itself) give the same bytes."""
+    image = CORPUS[name]
+    assert np.array_equal(resize_luma_native(image), resize_luma_pillow(image))
+
+
+def test_native_kernel_on_random_shapes_and_both_pass_orders() -> None:
+    """Random sizes around Pillow's switch to the vertical pass first, and sizes of exactly 32."""
+    rng = np.random.default_rng(11)
+    shapes = [(int(h), int(w)) for h, w in rng.integers(1, 700, (40, 2))]
+    shapes += [(32, 7), (7, 32), (32, 32), (95, 63), (96, 63), (97, 63), (3000, 1200), (1200, 3000)]
+    for height, width in shapes:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        assert np.array_equal(resize_luma_native(image), resize_luma_pillow(image)), (height, width)
+
+
 def test_corpus_is_large_and_varied() -> None:
     """The equality test above runs over well over a hundred images, photos and generated ones."""
     assert len(CORPUS) >= 150
     assert sum(1 for k in CORPUS if "-" not in k or k.split("-")[0] in PHOTOS + GRAYS) >= 100
 
 
-def test_resize_reads_bgr_views_as_pillow_reads_the_rgb_image() -> None:
-    """BGR arrays (contiguous or views) reach Pillow as the RGB image imagehash is given."""
+@pytest.mark.parametrize("resize", [resize_luma_native, resize_luma_pillow], ids=["native", "pillow"])
+def test_resize_reads_bgr_views_as_imagehash_reads_rgb(resize: Callable[[np.ndarray], np.ndarray]) -> None:
+    """BGR arrays (contiguous, views, channel-reversed views) are read as the RGB image imagehash gets."""
     rng = np.random.default_rng(7)
     for height, width in ((33, 31), (40, 5), (401, 999), (999, 401)):
         big = rng.integers(0, 256, (height + 7, width + 9, 3), dtype=np.uint8)
-        image = big[3 : 3 + height, 5 : 5 + width]  # a non-contiguous view
-        pil = Image.fromarray(np.ascontiguousarray(image[..., ::-1])).convert("L")
-        expected = np.asarray(pil.resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float64)
-        assert np.array_equal(resize_luma(image), expected), (height, width)
+        for image in (big[3 : 3 + height, 5 : 5 + width], big[3 : 3 + height, 5 : 5 + width, ::-1]):
+            pil = Image.fromarray(np.ascontiguousarray(image[..., ::-1])).convert("L")
+            expected = np.asarray(pil.resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float64)
+            assert np.array_equal(resize(image), expected), (height, width)
 
 
 def test_hex_round_trip_and_hamming() -> None:
