@@ -179,20 +179,16 @@ def dct2(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def hash_bits(bgr: np.ndarray) -> np.ndarray:
-    """The 8x8 boolean matrix of ``imagehash.phash`` for an HxWx3 uint8 BGR image."""
-    pixels = resize_luma(bgr)
+def hash_of_luma(pixels: np.ndarray) -> int:
+    """The 64-bit hash of a 32x32 luma image: low-frequency DCT-II coefficients against their median."""
     coeffs = dct2(dct2(pixels).T).T
     low = coeffs[:HASH_SIZE, :HASH_SIZE]
-    return np.asarray(low > np.median(low))
+    return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")  # first bit = bit 63
 
 
 def phash(bgr: np.ndarray) -> int:
     """The 64-bit pHash of an HxWx3 uint8 BGR image, bit 63 first in row-major order, as imagehash."""
-    value = 0
-    for bit in hash_bits(bgr).ravel():
-        value = (value << 1) | int(bit)
-    return value
+    return hash_of_luma(resize_luma(bgr))
 
 
 def to_hex(h: int) -> str:
