@@ -81,7 +81,7 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
     else:
         from atelier.anime import AnimeModel
 
-        anime_model = AnimeModel(model, threads=threads)
+        anime_model = AnimeModel(model, threads=threads, max_side=size)
 
         def run() -> np.ndarray:
             return anime_model.stylize(img, max_side=size)

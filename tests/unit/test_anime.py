@@ -110,6 +110,17 @@ def test_session_is_built_once(model_files: dict[str, Path]) -> None:
     assert other is not first and before + 2 == anime.SESSIONS_CREATED
 
 
+def test_shared_arena_sized_by_max_side(model_files: dict[str, Path]) -> None:
+    assert anime.arena_bytes(512) == 512 * 512 * anime.ARENA_BYTES_PER_PIXEL
+    assert anime.arena_bytes(8) == 64 << 20 and anime.arena_bytes(4096) == 2**31 - 1
+    a = anime.AnimeModel(model_files["NCHW"], threads=1)
+    b = anime.AnimeModel(model_files["NCHW"], threads=1, max_side=64)
+    img = _image(40, 72, 5)
+    assert np.array_equal(a.stylize(img, 64), b.stylize(img, 64))
+    c = anime.load_model(model_files["NCHW"], threads=1, max_side=64)
+    assert c.stylize(img, 64).shape == (36, 64, 3)
+
+
 def test_model_from_bytes(model_files: dict[str, Path]) -> None:
     m = anime.AnimeModel(model_files["NCHW"].read_bytes(), threads=1)
     assert m.stylize(_image(33, 47)).shape == (33, 47, 3)

@@ -75,6 +75,23 @@ def test_formulations_agree_and_layouts_match() -> None:
     assert float(ref.min()) >= -1.0 and float(ref.max()) <= 1.0
 
 
+@pytest.mark.parametrize("shape", [(33, 47), (64, 36)])
+def test_fast_upsampling_matches_resize_then_pad(shape: tuple[int, int]) -> None:
+    # fast: the upsampling is one tf_crop_and_resize Resize of the reflection-padded small tensor, in
+    # channel groups; it must equal Resize(align_corners) then Pad(reflect), at sizes that do not halve
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, *shape)).astype(np.float32)
+    fast = animegan.build(seed=1)
+    ops = {
+        (n.op_type, a.s)
+        for n in fast.graph.node
+        for a in n.attribute
+        if a.name == "coordinate_transformation_mode"
+    }
+    assert ops == {("Resize", b"tf_crop_and_resize")}
+    ref = _run(animegan.build(seed=1, formulation="reference"), x)
+    assert np.abs(ref - _run(fast, x)).max() < 1e-3
+
+
 def test_fp16_copy_keeps_float32_io() -> None:
     model = convert.to_fp16(animegan.build(seed=0))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

@@ -75,7 +75,7 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
         name = variant(key, metadata, default)
         if name not in loaded:
             path, sha = model_file(name, env, app.s3)
-            loaded[name] = (load_model(path), sha)
+            loaded[name] = (load_model(path, max_side=max_side), sha)
         model, sha = loaded[name]
         return StyleJob(
             name=STYLE,

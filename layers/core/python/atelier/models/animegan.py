@@ -26,6 +26,7 @@ LRELU_SLOPE = 0.2
 FORMULATIONS = ("reference", "fast")
 LAYOUTS = ("NCHW", "NHWC")
 _AXES = np.array([1, 2, 3], dtype=np.int64)
+UP_SPLIT = 2  # channel groups of the convolutions that absorb an upsampling (see _upsampled_conv)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ConvSpec:
 class _Graph:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     inits: dict[str, np.ndarray] = field(default_factory=dict)
+    shapes: dict[str, list[int | str]] = field(default_factory=dict)  # value_info to record
     counter: int = 0
 
     def name(self, stem: str) -> str:
@@ -203,19 +205,23 @@ def build(
         in_shape = [1, 3, "height", "width"]
     full_ref = x
     half_ref = x
+    up_ref: str | None = None  # fast: the pending upsampling, done by the next convolution's padding
     for kind, arg in layer_plan():
         if kind == "cnl":
             assert isinstance(arg, ConvSpec)
-            x = _conv_norm_lrelu(g, x, arg, formulation)
+            x = _conv_norm_lrelu(g, x, arg, formulation, up_ref)
+            up_ref = None
         elif kind == "irb":
             prefix, in_ch, out_ch = cast(tuple[str, int, int], arg)
             x = _inverted_res_block(g, x, prefix, in_ch, out_ch, formulation)
         elif kind == "mark_half":
             half_ref = x
-        elif kind == "up_half":
-            x = _resize_like(g, x, half_ref)
-        elif kind == "up_full":
-            x = _resize_like(g, x, full_ref)
+        elif kind in ("up_half", "up_full"):
+            ref = half_ref if kind == "up_half" else full_ref
+            if formulation == "fast":
+                up_ref = ref
+            else:
+                x = _resize_like(g, x, ref)
     x = g.op("Conv", [x, "out_layer.0.weight"], "out_conv", kernel_shape=[1, 1])
     out_name = "output"
     if layout == "NHWC":
@@ -231,6 +237,7 @@ def build(
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)],
         initializer=[numpy_helper.from_array(v, k) for k, v in g.inits.items()],
+        value_info=[helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in g.shapes.items()],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="atelier", producer_version="1"
@@ -265,6 +272,61 @@ def _conv(g: _Graph, x: str, spec: ConvSpec, weight_key: str, bias_key: str | No
     )
 
 
+def _upsampled_conv(g: _Graph, x: str, ref: str, spec: ConvSpec, weight_key: str) -> str:
+    """Conv(ReflectPad1(Resize_align_corners(x, size of ref))) without the full-size intermediates.
+
+    Reflection by one pixel commutes with an align-corners bilinear upsampling: the padded, upsampled
+    image is the upsampling of the reflection-padded input, sampled at positions spaced by the same ratio
+    r = (n - 1) / (m - 1) starting at 1 - r. So the small input is padded, and one ``tf_crop_and_resize``
+    Resize writes the padded full-size tensor directly (no full-size Pad pass). The input channels go in
+    ``UP_SPLIT`` groups (Conv is linear in them; each group's convolution accumulates into the next one's
+    output), so only part of the generator's widest tensor, the padded full-size input of ``block_e.0``
+    and its NCHWc copy, is alive at once.
+    """
+    if spec.pads != (1, 1, 1, 1) or spec.stride != 1 or spec.groups != 1 or spec.bias:
+        raise ValueError(f"{spec.prefix}: only a plain 3x3 convolution can absorb the upsampling")
+    n = g.op("Cast", [g.op("Shape", [x], "up.inhw", start=2, end=4)], "up.n", to=TensorProto.FLOAT)
+    m = g.op("Cast", [g.op("Shape", [ref], "up.outhw", start=2, end=4)], "up.m", to=TensorProto.FLOAT)
+    one = g.const("one_f", np.ones(1, np.float32))
+    r = g.op("Div", [g.op("Sub", [n, one], "up.n1"), g.op("Sub", [m, one], "up.m1")], "up.ratio")
+    n_plus = g.op("Add", [n, one], "up.np1")
+    start = g.op("Div", [g.op("Sub", [one, r], "up.off"), n_plus], "up.start")
+    end = g.op("Div", [g.op("Add", [one, g.op("Mul", [r, m], "up.rm")], "up.span"), n_plus], "up.end")
+    nc0 = g.const("roi_nc0", np.zeros(2, np.float32))
+    nc1 = g.const("roi_nc1", np.ones(2, np.float32))
+    roi = g.op("Concat", [nc0, start, nc1, end], "up.roi", axis=0)
+    two = g.const("two", np.array([2, 2], dtype=np.int64))
+    out_hw = g.op("Add", [g.op("Shape", [ref], "up.refhw", start=2, end=4), two], "up.padhw")
+    pads = g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
+    x = g.op("Pad", [x, pads], f"{spec.prefix}.pad_small", mode="reflect")
+    total = None
+    step = -(-spec.in_ch // UP_SPLIT)
+    for lo in range(0, spec.in_ch, step):
+        hi = min(spec.in_ch, lo + step)
+        sl_start = g.const("sl_start", np.array([lo], dtype=np.int64))
+        sl_end = g.const("sl_end", np.array([hi], dtype=np.int64))
+        axis1 = g.const("sl_axis", np.array([1], dtype=np.int64))
+        part = g.op("Slice", [x, sl_start, sl_end, axis1], f"{spec.prefix}.in{lo}")
+        sizes = g.op(
+            "Concat", [g.const("nc", np.array([1, hi - lo], dtype=np.int64)), out_hw], "up.sizes", axis=0
+        )
+        padded = g.op(
+            "Resize",
+            [part, roi, "", sizes],
+            f"{spec.prefix}.up{lo}",
+            mode="linear",
+            coordinate_transformation_mode="tf_crop_and_resize",
+        )
+        w = g.op("Slice", [weight_key, sl_start, sl_end, axis1], f"{spec.prefix}.w{lo}")
+        y = g.op("Conv", [padded, w], f"{spec.prefix}.conv{lo}", kernel_shape=[3, 3])
+        # The partial outputs share one symbolic shape, so that ONNX Runtime's NCHWc pass can prove them
+        # equal and accumulate each into the next convolution's output (no separate Sum pass or buffer).
+        g.shapes[y] = [1, spec.out_ch, f"{ref}_h", f"{ref}_w"]
+        total = y if total is None else g.op("Add", [y, total], f"{spec.prefix}.sum{lo}")
+    assert total is not None
+    return total
+
+
 def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formulation: str, stem: str) -> str:
     if formulation == "reference":
         shape = g.op("Shape", [x], f"{stem}.shape")
@@ -280,7 +342,9 @@ def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formula
         scaled = g.op("Mul", [back, gamma_c], f"{stem}.mul")
         return g.op("Add", [scaled, beta_c], f"{stem}.add")
     # GroupNorm(1): image mean, then the variance of the centred values (two passes: E[x^2] - E[x]^2 in
-    # fp32 loses too much at 1024 px), then a single per-channel affine pass through BatchNormalization.
+    # fp32 loses too much at 1024 px; ReduceSumSquare accumulates in fp32 too, 3 % off over 16 M values),
+    # then a single per-channel affine pass through BatchNormalization of the centred tensor (mean 0):
+    # the input is dead after the Sub, so at most two full-size tensors are alive at once.
     mean = g.op("ReduceMean", [x, g.const("axes", _AXES)], f"{stem}.mean", keepdims=1)
     centred = g.op("Sub", [x, mean], f"{stem}.centred")
     var = g.op(
@@ -289,15 +353,16 @@ def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formula
         f"{stem}.var",
         keepdims=0,
     )
-    mean = g.op("Reshape", [mean, g.const("one", np.array([1], dtype=np.int64))], f"{stem}.mean1")
-    c_len = g.const("clen", np.array([channels], dtype=np.int64))
-    mean_c = g.op("Expand", [mean, c_len], f"{stem}.mean_c")
-    var_c = g.op("Expand", [var, c_len], f"{stem}.var_c")
-    return g.op("BatchNormalization", [x, gamma, beta, mean_c, var_c], f"{stem}.bn", epsilon=GN_EPS)
+    var_c = g.op("Expand", [var, g.const("clen", np.array([channels], dtype=np.int64))], f"{stem}.var_c")
+    zero_c = g.const("zeros_c", np.zeros(channels, np.float32))
+    return g.op("BatchNormalization", [centred, gamma, beta, zero_c, var_c], f"{stem}.bn", epsilon=GN_EPS)
 
 
-def _conv_norm_lrelu(g: _Graph, x: str, spec: ConvSpec, formulation: str) -> str:
-    y = _conv(g, x, spec, f"{spec.prefix}.1.weight", f"{spec.prefix}.1.bias" if spec.bias else None)
+def _conv_norm_lrelu(g: _Graph, x: str, spec: ConvSpec, formulation: str, up_ref: str | None = None) -> str:
+    if up_ref is not None:
+        y = _upsampled_conv(g, x, up_ref, spec, f"{spec.prefix}.1.weight")
+    else:
+        y = _conv(g, x, spec, f"{spec.prefix}.1.weight", f"{spec.prefix}.1.bias" if spec.bias else None)
     y = _group_norm(
         g,
         y,
