@@ -251,6 +251,21 @@ static int32_t dot(const int16_t *restrict a, const int16_t *restrict hi, const 
     return (int32_t)((uint32_t)sum_hi << SPLIT) + sum_lo + (1 << (PRECISION_BITS - 1));
 }
 
+/* The same for two rows at once: each coefficient load serves both. */
+MULTIVERSION
+static void dot2(const int16_t *restrict a, const int16_t *restrict b, const int16_t *restrict hi,
+                 const int16_t *restrict lo, int n, int32_t *ra, int32_t *rb) {
+    int32_t ah = 0, al = 0, bh = 0, bl = 0;
+    for (int x = 0; x < n; x++) {
+        ah += a[x] * hi[x];
+        al += a[x] * lo[x];
+        bh += b[x] * hi[x];
+        bl += b[x] * lo[x];
+    }
+    *ra = (int32_t)((uint32_t)ah << SPLIT) + al + (1 << (PRECISION_BITS - 1));
+    *rb = (int32_t)((uint32_t)bh << SPLIT) + bl + (1 << (PRECISION_BITS - 1));
+}
+
 MULTIVERSION
 static void axpy(int32_t *restrict acc, const int16_t *restrict a, int32_t k, int n) {
     for (int x = 0; x < n; x++) {
@@ -301,7 +316,7 @@ int atelier_phash_luma_resize(const uint8_t *bgr, int height, int width, ptrdiff
         vb[i] = vb_in[i];
     }
     const int line_len = width > height ? width : height;
-    line = malloc((size_t)line_len * sizeof(int16_t));
+    line = malloc(2 * (size_t)line_len * sizeof(int16_t));
     if (!line || (need_h && split(hb, hk, ksize_h, side, &h)) || (need_v && split(vb, vk, ksize_v, side, &v))) {
         goto done;
     }
@@ -313,7 +328,24 @@ int atelier_phash_luma_resize(const uint8_t *bgr, int height, int width, ptrdiff
         if (!mid) {
             goto done;
         }
-        for (int y = y0; y < y1; y++) {
+        int y = y0;
+        if (need_h) { /* rows in pairs, then a last odd one below */
+            int16_t *line2 = line + line_len;
+            for (; y + 2 <= y1; y += 2) {
+                uint8_t *dst = (need_v ? mid : out) + (size_t)(y - y0) * side;
+                luma_row(bgr + (ptrdiff_t)y * row_stride, line, width);
+                luma_row(bgr + (ptrdiff_t)(y + 1) * row_stride, line2, width);
+                for (int i = 0; i < side; i++) {
+                    const size_t at = (size_t)i * h.ksize;
+                    const int first = h.bounds[i * 2], count = h.bounds[i * 2 + 1];
+                    int32_t r0, r1;
+                    dot2(line + first, line2 + first, h.hi + at, h.lo + at, count, &r0, &r1);
+                    dst[i] = clip8(r0);
+                    dst[side + i] = clip8(r1);
+                }
+            }
+        }
+        for (; y < y1; y++) {
             uint8_t *dst = (need_v ? mid : out) + (size_t)(y - y0) * side;
             luma_row(bgr + (ptrdiff_t)y * row_stride, line, width);
             if (need_h) {
