@@ -256,12 +256,30 @@ def build(
     return model
 
 
-def _conv(g: _Graph, x: str, spec: ConvSpec, weight_key: str, bias_key: str | None) -> str:
+def _conv(
+    g: _Graph, x: str, spec: ConvSpec, weight_key: str, bias_key: str | None, formulation: str = "reference"
+) -> str:
+    inputs = [x, weight_key] + ([bias_key] if bias_key else [])
+    if formulation == "fast" and _border_pad(spec):
+        # Zero padding inside the convolution, then the border rows and columns recomputed from reflected
+        # strips: no padded copy of the input, whose odd size would not fit the freed blocks of the arena.
+        strips, cuts = _border_strips(g, x, spec, weight_key, bias_key)
+        inputs[0] = _after(g, x, cuts, spec.prefix)
+        y = g.op(
+            "Conv",
+            inputs,
+            f"{spec.prefix}.conv",
+            kernel_shape=[spec.kernel] * 2,
+            group=spec.groups,
+            pads=[spec.pads[0], spec.pads[1], spec.pads[2], spec.pads[3]],
+        )
+        # A named shape lets ONNX Runtime prove each fix's output the size of its input and write in place.
+        g.shapes[y] = [1, spec.out_ch, f"{y}_h", f"{y}_w"]
+        return _fix_border(g, y, strips, spec.pads[0], spec.prefix)
     if any(spec.pads):
         top, left, bottom, right = spec.pads
         pads = g.const("pads", np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64))
-        x = g.op("Pad", [x, pads], f"{spec.prefix}.pad", mode="reflect")
-    inputs = [x, weight_key] + ([bias_key] if bias_key else [])
+        inputs[0] = g.op("Pad", [x, pads], f"{spec.prefix}.pad", mode="reflect")
     return g.op(
         "Conv",
         inputs,
@@ -272,34 +290,117 @@ def _conv(g: _Graph, x: str, spec: ConvSpec, weight_key: str, bias_key: str | No
     )
 
 
+def _border_pad(spec: ConvSpec) -> bool:
+    """Whether ``spec`` is a dense stride-1 convolution with reflection pad p = (kernel - 1) / 2 all round.
+
+    Depthwise convolutions keep their Pad: their border fixes would cost more (many channels, small images).
+    """
+    p = spec.pads[0]
+    square = spec.pads == (p, p, p, p) and spec.kernel == 2 * p + 1
+    return spec.stride == 1 and spec.groups == 1 and p > 0 and square
+
+
+def _after(g: _Graph, x: str, deps: list[str], stem: str) -> str:
+    """``x`` itself (a Reshape to its own shape, no copy), but only once every tensor in ``deps`` exists.
+
+    ONNX has no control edges, and ONNX Runtime may order independent nodes differently from one process
+    to the next; this data edge pins the order where it decides how many large tensors are alive at once.
+    """
+    shapes = g.op("Concat", [g.op("Shape", [d], f"{stem}.dep") for d in deps], f"{stem}.deps", axis=0)
+    zero = g.op(
+        "Mul",
+        [g.op("ReduceMin", [shapes], f"{stem}.dep_min", keepdims=1), g.const("zero", np.zeros(1, np.int64))],
+        f"{stem}.dep_zero",
+    )
+    shape = g.op("Add", [g.op("Shape", [x], f"{stem}.own"), zero], f"{stem}.same")
+    y = g.op("Reshape", [x, shape], f"{stem}.after")
+    if x in g.shapes:
+        g.shapes[y] = g.shapes[x]
+    return y
+
+
+def _border_strips(
+    g: _Graph, x: str, spec: ConvSpec, weight_key: str, bias_key: str | None
+) -> tuple[dict[str, str], list[str]]:
+    """The outputs of a reflection-padded stride-1 convolution on its p border rows and columns.
+
+    Each comes from a strip of 2p input rows (columns), reflection-padded by p on its three open sides and
+    convolved without padding: top and bottom give [1, C, p, W], left and right [1, C, H, p], corners
+    included, so that they agree with Conv(Pad(x, reflect)) exactly where zero padding does not. Also
+    returns the four slices of ``x``: once they exist, the strips no longer need ``x``.
+    """
+    p = spec.pads[0]
+    big = np.iinfo(np.int64).max
+    cut = {"top": (0, 2 * p, 2), "bottom": (-2 * p, big, 2), "left": (0, 2 * p, 3), "right": (-2 * p, big, 3)}
+    # Pad's layout: begins of (N, C, H, W), then ends.
+    pads = {
+        "top": [0, 0, p, p, 0, 0, 0, p],
+        "bottom": [0, 0, 0, p, 0, 0, p, p],
+        "left": [0, 0, p, p, 0, 0, p, 0],
+        "right": [0, 0, p, 0, 0, 0, p, p],
+    }
+    strips = {}
+    cuts = []
+    for side, (lo, hi, axis) in cut.items():
+        strip = g.op(
+            "Slice",
+            [
+                x,
+                g.const("sl_start", np.array([lo], dtype=np.int64)),
+                g.const("sl_end", np.array([hi], dtype=np.int64)),
+                g.const("sl_axis", np.array([axis], dtype=np.int64)),
+            ],
+            f"{spec.prefix}.{side}",
+        )
+        cuts.append(strip)
+        padded = g.op(
+            "Pad",
+            [strip, g.const("pads", np.array(pads[side], dtype=np.int64))],
+            f"{spec.prefix}.{side}_pad",
+            mode="reflect",
+        )
+        inputs = [padded, weight_key] + ([bias_key] if bias_key else [])
+        strips[side] = g.op(
+            "Conv", inputs, f"{spec.prefix}.{side}_conv", kernel_shape=[spec.kernel] * 2, group=spec.groups
+        )
+    return strips, cuts
+
+
+def _fix_border(g: _Graph, y: str, strips: Mapping[str, str], p: int, stem: str) -> str:
+    """``y`` with its p outer rows and columns overwritten by ``strips`` (ScatterElements, in place)."""
+    steps = np.arange(p, dtype=np.int64)
+    for side in ("top", "bottom", "left", "right"):
+        axis = 2 if side in ("top", "bottom") else 3
+        shape = [1, 1, p, 1] if axis == 2 else [1, 1, 1, p]
+        index = g.const("border_idx", steps.reshape(shape))
+        if side in ("bottom", "right"):
+            extent = g.op("Shape", [y], f"{stem}.extent", start=axis, end=axis + 1)
+            index = g.op(
+                "Add",
+                [index, g.op("Sub", [extent, g.const("p", np.array([p], np.int64))], f"{stem}.first")],
+                f"{stem}.{side}_idx",
+            )
+        index = g.op(
+            "Expand", [index, g.op("Shape", [strips[side]], f"{stem}.{side}_shape")], f"{stem}.{side}_at"
+        )
+        y = g.op("ScatterElements", [y, index, strips[side]], f"{stem}.{side}_fix", axis=axis)
+    return y
+
+
 def _upsampled_conv(g: _Graph, x: str, ref: str, spec: ConvSpec, weight_key: str) -> str:
     """Conv(ReflectPad1(Resize_align_corners(x, size of ref))) without the full-size intermediates.
 
-    Reflection by one pixel commutes with an align-corners bilinear upsampling: the padded, upsampled
-    image is the upsampling of the reflection-padded input, sampled at positions spaced by the same ratio
-    r = (n - 1) / (m - 1) starting at 1 - r. So the small input is padded, and one ``tf_crop_and_resize``
-    Resize writes the padded full-size tensor directly (no full-size Pad pass). The input channels go in
-    ``UP_SPLIT`` groups (Conv is linear in them; each group's convolution accumulates into the next one's
-    output), so only part of the generator's widest tensor, the padded full-size input of ``block_e.0``
-    and its NCHWc copy, is alive at once.
+    The input channels go in ``UP_SPLIT`` groups: each group is upsampled on its own and convolved with
+    zero padding, and each group's convolution accumulates into the next one's output (Conv is linear in
+    its input channels), so only part of the generator's widest tensor, the full-size input of
+    ``block_e.0`` and its NCHWc copy, is alive at once. The border rows and columns, where reflection and
+    zero padding differ, are recomputed from each group's reflected strips, summed, and written back.
     """
     if spec.pads != (1, 1, 1, 1) or spec.stride != 1 or spec.groups != 1 or spec.bias:
         raise ValueError(f"{spec.prefix}: only a plain 3x3 convolution can absorb the upsampling")
-    n = g.op("Cast", [g.op("Shape", [x], "up.inhw", start=2, end=4)], "up.n", to=TensorProto.FLOAT)
-    m = g.op("Cast", [g.op("Shape", [ref], "up.outhw", start=2, end=4)], "up.m", to=TensorProto.FLOAT)
-    one = g.const("one_f", np.ones(1, np.float32))
-    r = g.op("Div", [g.op("Sub", [n, one], "up.n1"), g.op("Sub", [m, one], "up.m1")], "up.ratio")
-    n_plus = g.op("Add", [n, one], "up.np1")
-    start = g.op("Div", [g.op("Sub", [one, r], "up.off"), n_plus], "up.start")
-    end = g.op("Div", [g.op("Add", [one, g.op("Mul", [r, m], "up.rm")], "up.span"), n_plus], "up.end")
-    nc0 = g.const("roi_nc0", np.zeros(2, np.float32))
-    nc1 = g.const("roi_nc1", np.ones(2, np.float32))
-    roi = g.op("Concat", [nc0, start, nc1, end], "up.roi", axis=0)
-    two = g.const("two", np.array([2, 2], dtype=np.int64))
-    out_hw = g.op("Add", [g.op("Shape", [ref], "up.refhw", start=2, end=4), two], "up.padhw")
-    pads = g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
-    x = g.op("Pad", [x, pads], f"{spec.prefix}.pad_small", mode="reflect")
+    ref_hw = g.op("Shape", [ref], "up.refhw", start=2, end=4)
     total = None
+    strips: dict[str, str] = {}
     step = -(-spec.in_ch // UP_SPLIT)
     for lo in range(0, spec.in_ch, step):
         hi = min(spec.in_ch, lo + step)
@@ -308,23 +409,32 @@ def _upsampled_conv(g: _Graph, x: str, ref: str, spec: ConvSpec, weight_key: str
         axis1 = g.const("sl_axis", np.array([1], dtype=np.int64))
         part = g.op("Slice", [x, sl_start, sl_end, axis1], f"{spec.prefix}.in{lo}")
         sizes = g.op(
-            "Concat", [g.const("nc", np.array([1, hi - lo], dtype=np.int64)), out_hw], "up.sizes", axis=0
+            "Concat", [g.const("nc", np.array([1, hi - lo], dtype=np.int64)), ref_hw], "up.sizes", axis=0
         )
-        padded = g.op(
+        up = g.op(
             "Resize",
-            [part, roi, "", sizes],
+            [part, "", "", sizes],
             f"{spec.prefix}.up{lo}",
             mode="linear",
-            coordinate_transformation_mode="tf_crop_and_resize",
+            coordinate_transformation_mode="align_corners",
         )
         w = g.op("Slice", [weight_key, sl_start, sl_end, axis1], f"{spec.prefix}.w{lo}")
-        y = g.op("Conv", [padded, w], f"{spec.prefix}.conv{lo}", kernel_shape=[3, 3])
+        part_spec = ConvSpec(f"{spec.prefix}.g{lo}", hi - lo, spec.out_ch)
+        part_strips, cuts = _border_strips(g, up, part_spec, w, None)
+        for side, value in part_strips.items():
+            strips[side] = (
+                value
+                if side not in strips
+                else g.op("Add", [value, strips[side]], f"{spec.prefix}.{side}_sum")
+            )
+        up = _after(g, up, cuts, part_spec.prefix)
+        y = g.op("Conv", [up, w], f"{spec.prefix}.conv{lo}", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
         # The partial outputs share one symbolic shape, so that ONNX Runtime's NCHWc pass can prove them
         # equal and accumulate each into the next convolution's output (no separate Sum pass or buffer).
         g.shapes[y] = [1, spec.out_ch, f"{ref}_h", f"{ref}_w"]
         total = y if total is None else g.op("Add", [y, total], f"{spec.prefix}.sum{lo}")
     assert total is not None
-    return total
+    return _fix_border(g, total, strips, 1, spec.prefix)
 
 
 def _group_norm(g: _Graph, x: str, channels: int, gamma: str, beta: str, formulation: str, stem: str) -> str:
@@ -362,7 +472,8 @@ def _conv_norm_lrelu(g: _Graph, x: str, spec: ConvSpec, formulation: str, up_ref
     if up_ref is not None:
         y = _upsampled_conv(g, x, up_ref, spec, f"{spec.prefix}.1.weight")
     else:
-        y = _conv(g, x, spec, f"{spec.prefix}.1.weight", f"{spec.prefix}.1.bias" if spec.bias else None)
+        bias = f"{spec.prefix}.1.bias" if spec.bias else None
+        y = _conv(g, x, spec, f"{spec.prefix}.1.weight", bias, formulation)
     y = _group_norm(
         g,
         y,
