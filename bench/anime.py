@@ -68,6 +68,7 @@ def reference_stylize(session: object, bgr: np.ndarray, size: int) -> np.ndarray
 
 def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png: str) -> dict[str, float]:
     """One configuration in this process: median seconds per image and peak RSS."""
+    import atelier  # noqa: F401  # isort: skip  (first: it sets the decode limits OpenCV reads on import)
     import cv2
     import onnxruntime as ort
 

@@ -60,6 +60,7 @@ def test_edsr_parameters_and_prefixes() -> None:
         for e in (base, full):
             assert e.sha256_prefix is not None and e.source_url is not None
             assert e.source_url.endswith(f"-{e.sha256_prefix}.pt")
+            assert e.sha256 is None or e.sha256.startswith(e.sha256_prefix)
             assert e.param("receptive_field") == 2 * e.param("n_resblocks") + 4
             assert "fp16" in e.precisions and e.device == "gpu"
 
@@ -80,6 +81,9 @@ def test_invalid_entry_rejected() -> None:
             models.validate_entry(bad)
     with pytest.raises(ValueError):
         models.validate_entry({k: v for k, v in good.items() if k != "licence"})
+    edsr = next(e for e in _raw() if e["name"] == "edsr_x2")
+    with pytest.raises(ValueError, match="sha256_prefix"):
+        models.validate_entry(dict(edsr, sha256="f" * 64, sha256_status="pinned"))
 
 
 def test_unknown_model_names_the_known_ones() -> None:

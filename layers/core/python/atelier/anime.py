@@ -29,9 +29,9 @@ _LOCK = threading.Lock()
 # The arena that sessions built with a ``max_side`` share: one region, reserved (not touched) up front and
 # sized for the largest image, so that freed activations are reused in place instead of each growth step
 # mapping a new, doubled region. Pages count only once written. Measured on the dev generator (bench/anime.py,
-# peak RSS of the whole process): 392 MB at 512 px (the per-session arena: 449 MB) and 1234-1257 MB at
-# 1024 px (1490 MB). The region must hold the peak: 400 MB at 512 px or 1.4 GB at 1024 px overflow into
-# doubled regions and cost more (455 MB, 1471 MB), hence 2 KiB per pixel.
+# peak RSS of the whole process): 334 MB at 512 px and 1018 MB at 1024 px (per-session arenas: 376 MB and
+# 1193 MB). The region must hold the arena's high-water mark (0.9 GB at 1024 px); one too small overflows
+# into doubled regions and costs more than it saves, hence 2 KiB per pixel.
 ARENA_BYTES_PER_PIXEL = 2048
 _ARENA_MAX = 2**31 - 1  # OrtArenaCfg takes a 32-bit initial chunk size
 _ENV_ARENA: list[int] = []  # initial size of the process-wide arena, once registered

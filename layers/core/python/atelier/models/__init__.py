@@ -129,6 +129,12 @@ def validate_entry(d: dict[str, Any]) -> None:
         raise ValueError(f"manifest entry {name}: a sha256 is given but the status is {d['sha256_status']}")
     if d["sha256_prefix"] is not None and not _is_hex(d["sha256_prefix"], None):
         raise ValueError(f"manifest entry {name}: sha256_prefix must be hex")
+    if (
+        d["sha256"] is not None
+        and d["sha256_prefix"] is not None
+        and not d["sha256"].startswith(d["sha256_prefix"])
+    ):
+        raise ValueError(f"manifest entry {name}: sha256 does not start with its sha256_prefix")
     if d["format"] != "dev" and not str(d["source_url"]).startswith("https://"):
         raise ValueError(f"manifest entry {name}: source_url must be https")
 
