@@ -28,7 +28,10 @@ MODES = {
     "plain-fast": "plain session, default options, reference pre/post, atelier graph",
     "atelier": "atelier.anime.AnimeModel (tuned session, atelier graph, any aspect ratio)",
     "atelier-int8": "AnimeModel on a static int8 QDQ copy of the atelier graph (experiment)",
+    "openvino-bf16": "plain pre/post, atelier graph, ONNX Runtime's OpenVINO execution provider with the "
+    "bf16 inference precision hint (experiment; onnxruntime-openvino in its own venv)",
 }
+OPENVINO_BF16 = {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
 
 
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -73,7 +76,18 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
     import onnxruntime as ort
 
     img = scene(size, size, 7)
-    if mode.startswith("plain"):
+    if mode == "openvino-bf16":
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        ov = {"device_type": "CPU", "num_of_threads": str(threads), "load_config": json.dumps(OPENVINO_BF16)}
+        session = ort.InferenceSession(model, opts, providers=[("OpenVINOExecutionProvider", ov)])
+        if session.get_providers()[0] != "OpenVINOExecutionProvider":
+            raise RuntimeError("the OpenVINO execution provider did not load")
+
+        def run() -> np.ndarray:
+            return reference_stylize(session, img, size)
+
+    elif mode.startswith("plain"):
         session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
         def run() -> np.ndarray:
@@ -87,14 +101,21 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
         def run() -> np.ndarray:
             return anime_model.stylize(img, max_side=size)
 
-    out = run()  # warm-up (first-run allocations and kernel selection)
+    t0 = time.perf_counter()
+    out = run()  # warm-up (first-run allocations, kernel selection, OpenVINO's compilation)
+    first = time.perf_counter() - t0
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = run()
         times.append(time.perf_counter() - t0)
     cv2.imwrite(out_png, out)
-    return {"median_s": statistics.median(times), "min_s": min(times), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "first_s": first,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -169,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--int8", action="store_true", help="also run the int8 experiment")
+    parser.add_argument(
+        "--openvino-python",
+        metavar="PYTHON",
+        help="also run openvino-bf16 with this interpreter (a venv with onnxruntime-openvino, numpy, "
+        "opencv-python-headless, pillow)",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("MODE", "MODEL", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -186,18 +213,26 @@ def main(argv: list[str] | None = None) -> int:
         modes = {"plain-reference": paths["reference"], "plain-fast": paths["fast"], "atelier": paths["fast"]}
         if args.int8:
             modes["atelier-int8"] = paths["int8"]
+        if args.openvino_python:
+            modes["openvino-bf16"] = paths["fast"]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         table = Table(
             title=f"AnimeGANv2 dev generator (UNTRAINED weights), ONNX Runtime CPU, {args.threads} threads"
         )
-        for col in ("size", "mode", "median s", "min s", "peak RSS MB", "speed-up", "PSNR vs plain dB"):
+        cols = ("size", "mode", "median s", "min s", "first s", "peak RSS MB", "speed-up", "PSNR vs plain dB")
+        for col in cols:
             table.add_column(col)
         for size in args.sizes:
             results = {}
             for mode, model in modes.items():
                 out = str(folder / f"{mode}-{size}.png")
+                python = args.openvino_python if mode == "openvino-bf16" else sys.executable
+                run_env = env
+                if mode == "openvino-bf16":  # atelier from the source tree (for its decode limits)
+                    core = str(Path(__file__).resolve().parents[1] / "layers" / "core" / "python")
+                    run_env = dict(env, PYTHONPATH=core)
                 cmd = [
-                    sys.executable,
+                    python,
                     __file__,
                     "--repeat",
                     str(args.repeat if size <= 512 else max(2, args.repeat // 2)),
@@ -209,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(size),
                     out,
                 ]
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, check=True)
                 results[mode] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"png": out}
             base = results["plain-reference"]
             for mode, r in results.items():
@@ -219,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     mode,
                     f"{r['median_s']:.3f}",
                     f"{r['min_s']:.3f}",
+                    f"{r['first_s']:.2f}",
                     f"{r['peak_rss_mb']:.0f}",
                     f"{base['median_s'] / r['median_s']:.2f}x",
                     "-" if mode == "plain-reference" else f"{quality:.1f}",
