@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from anime import peak_rss_mb  # bench/anime.py
 
 HERE = Path(__file__).resolve().parent
 HOOK_SRC = HERE / "native" / "malloc_peak.c"
@@ -79,10 +80,7 @@ def measure_arena(model: str, size: int) -> float:
     x = _input(size)
     for _ in range(2):
         session.run(None, {"input": x})
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
+    return peak_rss_mb()
 
 
 def interleaved(models: list[str], size: int, rounds: int) -> list[float]:
