@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+from typing import Any
 
 import numpy as np
 import onnx
@@ -95,7 +96,7 @@ def test_fast_graph_pads_only_strips_and_small_convolutions() -> None:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
 
-    def attr(node: onnx.NodeProto, name: str, default: object) -> object:
+    def attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
         return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
     pads = [n for n in fast.graph.node if n.op_type == "Pad"]
