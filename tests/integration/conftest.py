@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from atelier.local.api_server import serve_api
 from atelier.local.dispatcher import Dispatcher
 from atelier.local.stack import LocalStack
 
@@ -65,3 +66,13 @@ def dispatcher(local_stack: LocalStack) -> Iterator[Dispatcher]:
 def unique_id() -> str:
     """A fresh id to keep each test's keys apart in the shared bucket."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="module")
+def api_url(local_stack: LocalStack) -> Iterator[str]:
+    """The local API server (``/api``) of the session's stack, one per test module."""
+    url, stop = serve_api(local_stack)
+    try:
+        yield url + "/api"
+    finally:
+        stop()

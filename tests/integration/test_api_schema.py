@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,6 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.generation.case import Case
-
-from atelier.local.api_server import serve_api
-from atelier.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +24,6 @@ CHECKS = [
     checks.response_schema_conformance,
     checks.negative_data_rejection,
 ]
-
-
-@pytest.fixture(scope="module")
-def api_url(local_stack: LocalStack) -> Iterator[str]:
-    """The local API server of the session's stack, at the base the document's local server names."""
-    url, stop = serve_api(local_stack)
-    try:
-        yield url + "/api"
-    finally:
-        stop()
 
 
 @SCHEMA.parametrize()

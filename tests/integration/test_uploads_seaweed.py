@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from atelier.aws import wiring
 from atelier.aws.api import api_handler, presigned_post, presigning_client
 from atelier.config import AppConfig
 from atelier.limits import Limits
-from atelier.local.api_server import dev_claims, http_api_event, serve_api
+from atelier.local.api_server import dev_claims, http_api_event
 from atelier.local.dispatcher import Dispatcher
 from atelier.local.stack import LocalStack
 from atelier.uploads import UploadSettings
@@ -27,16 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHELSEA = (ROOT / "samples" / "chelsea.jpg").read_bytes()
 SMALL_CAP = 4096
 AUTH = {"Authorization": "Bearer local-dev"}
-
-
-@pytest.fixture(scope="module")
-def api_url(local_stack: LocalStack) -> Iterator[str]:
-    """The local API server (``/api``) of the session's stack."""
-    url, stop = serve_api(local_stack)
-    try:
-        yield url + "/api"
-    finally:
-        stop()
 
 
 def small_cap_grant(stack: LocalStack) -> dict[str, Any]:
