@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
 
+from atelier.local import overlaid
 from atelier.local.cfn import FunctionSpec, LocalTemplate
 from atelier.local.pattern import matches
 
@@ -331,16 +332,8 @@ class Dispatcher:
     def overriding(self, handlers: Mapping[str, Handler]) -> Iterator[Dispatcher]:
         """Override handlers for the duration of a ``with`` block."""
         resolved = {self.resolve_function(name): h for name, h in handlers.items()}
-        saved = {lid: self._overrides.get(lid) for lid in resolved}
-        self._overrides.update(resolved)
-        try:
+        with overlaid(self._overrides, resolved):
             yield self
-        finally:
-            for lid, previous in saved.items():
-                if previous is None:
-                    self._overrides.pop(lid, None)
-                else:
-                    self._overrides[lid] = previous
 
     def clear_overrides(self) -> None:
         """Remove every handler override."""

@@ -25,6 +25,7 @@ import psutil
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from atelier.local import overlaid
 from atelier.local.cfn import DEFAULT_REGION, DEFAULT_STACK, LocalTemplate, find_template
 
 if TYPE_CHECKING:
@@ -624,16 +625,8 @@ class LocalStack:
     @contextlib.contextmanager
     def applied_env(self) -> Iterator[dict[str, str]]:
         """Set this stack's variables in ``os.environ`` for the duration, then restore what was there."""
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
+        with overlaid(os.environ, self.env):
             yield self.env
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     # --- dispatcher --------------------------------------------------------------------------------------
 
