@@ -313,10 +313,7 @@ def _after(g: _Graph, x: str, deps: list[str], stem: str) -> str:
         f"{stem}.dep_zero",
     )
     shape = g.op("Add", [g.op("Shape", [x], f"{stem}.own"), zero], f"{stem}.same")
-    y = g.op("Reshape", [x, shape], f"{stem}.after")
-    if x in g.shapes:
-        g.shapes[y] = g.shapes[x]
-    return y
+    return g.op("Reshape", [x, shape], f"{stem}.after")
 
 
 def _border_strips(
