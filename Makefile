@@ -2,6 +2,7 @@
 PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
+OV_VENV  := .venv-ov
 SAM_VENV := .tools/sam
 SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
@@ -21,6 +22,13 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.170.0'
 	touch $@
 
+# The anime container image's Python packages (ONNX Runtime with its OpenVINO provider), for the tests of
+# that execution path; it cannot share .venv, whose onnxruntime is the CPU-only build.
+$(OV_VENV)/.installed: infra/anime-image/requirements.txt layers/deps/requirements.txt
+	test -x $(OV_VENV)/bin/python || $(PYTHON) -m venv $(OV_VENV)
+	$(OV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/anime-image/requirements.txt
+	touch $@
+
 # Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -29,7 +37,7 @@ $(SAM_VENV)/.installed:
 native:
 	$(MAKE) -C layers/core native
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed /usr/bin/chromium native
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(OV_VENV)/.installed /usr/bin/chromium native
 
 run: $(VENV)/.installed native
 	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out
@@ -53,7 +61,7 @@ build: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --no-compile \
 		--target .aws-sam/runtime --python-version 3.12 --only-binary=:all: boto3==1.40.4
 
-unit: $(VENV)/.installed native
+unit: $(VENV)/.installed $(OV_VENV)/.installed native
 	$(BIN)/pytest tests/unit tests/golden
 
 integration: $(VENV)/.installed native

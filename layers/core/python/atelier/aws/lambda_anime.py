@@ -1,11 +1,12 @@
-"""The anime function: AnimeGANv2 on ONNX Runtime's CPU, the model variant chosen per upload.
+"""The anime function: AnimeGANv2 on ONNX Runtime, the model variant chosen per upload.
 
 The variant is a sub-folder (``incoming/anime/<model>/…``) or the object's ``model`` metadata, else
 ``ATELIER_ANIME_MODEL``. A model comes from the model cache folder (``ATELIER_MODEL_DIR``: the function
 package or a local cache, each file checked against its recorded SHA-256), else it is fetched once from
 ``ATELIER_MODEL_PREFIX`` (``s3://bucket/prefix``) into /tmp and checked against the SHA-256 pinned in the
 manifest or given in ``ATELIER_MODEL_SHA256`` (a JSON object of name to hash). Sessions are built once per
-container, on first use.
+container, on first use, on the execution path ``ATELIER_ANIME_PROVIDER`` names (``auto``, ``cpu`` or
+``openvino-bf16``; see :mod:`atelier.anime`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from atelier import models
-from atelier.anime import AnimeModel, load_model, obtain_model_file
+from atelier.anime import PROVIDERS, AnimeModel, load_model, obtain_model_file
 from atelier.aws import wiring
 from atelier.aws.lambda_style import Handler, style_handler
 from atelier.config import ConfigError
@@ -66,6 +67,9 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
     env = dict(os.environ if env is None else env)
     default = env.get("ATELIER_ANIME_MODEL", "face_paint_512_v2")
     max_side = int(env.get("ATELIER_ANIME_MAX_SIDE", "1024"))
+    provider = env.get("ATELIER_ANIME_PROVIDER", "auto")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"ATELIER_ANIME_PROVIDER={provider!r} is not one of {', '.join(PROVIDERS)}")
     if default not in anime_models():
         raise ConfigError(f"ATELIER_ANIME_MODEL={default!r} is not an anime model of the manifest")
     app = adapters or wiring.build()
@@ -75,7 +79,7 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
         name = variant(key, metadata, default)
         if name not in loaded:
             path, sha = model_file(name, env, app.s3)
-            loaded[name] = (load_model(path, max_side=max_side), sha)
+            loaded[name] = (load_model(path, max_side=max_side, provider=provider), sha)
         model, sha = loaded[name]
         return StyleJob(
             name=STYLE,
