@@ -28,10 +28,10 @@ MODES = {
     "plain-fast": "plain session, default options, reference pre/post, atelier graph",
     "atelier": "atelier.anime.AnimeModel (tuned session, atelier graph, any aspect ratio)",
     "atelier-int8": "AnimeModel on a static int8 QDQ copy of the atelier graph (experiment)",
-    "openvino-bf16": "plain pre/post, atelier graph, ONNX Runtime's OpenVINO execution provider with the "
-    "bf16 inference precision hint (experiment; onnxruntime-openvino in its own venv)",
+    "atelier-openvino": "AnimeModel on the openvino-bf16 path (the container image's: onnxruntime-openvino, "
+    "run with .venv-ov's interpreter)",
 }
-OPENVINO_BF16 = {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
+OPENVINO_PYTHON = Path(__file__).resolve().parents[1] / ".venv-ov" / "bin" / "python"
 
 
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -76,18 +76,7 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
     import onnxruntime as ort
 
     img = scene(size, size, 7)
-    if mode == "openvino-bf16":
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        ov = {"device_type": "CPU", "num_of_threads": str(threads), "load_config": json.dumps(OPENVINO_BF16)}
-        session = ort.InferenceSession(model, opts, providers=[("OpenVINOExecutionProvider", ov)])
-        if session.get_providers()[0] != "OpenVINOExecutionProvider":
-            raise RuntimeError("the OpenVINO execution provider did not load")
-
-        def run() -> np.ndarray:
-            return reference_stylize(session, img, size)
-
-    elif mode.startswith("plain"):
+    if mode.startswith("plain"):
         session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
         def run() -> np.ndarray:
@@ -96,7 +85,8 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
     else:
         from atelier.anime import AnimeModel
 
-        anime_model = AnimeModel(model, threads=threads, max_side=size)
+        provider = "openvino-bf16" if mode == "atelier-openvino" else "cpu"
+        anime_model = AnimeModel(model, threads=threads, max_side=size, provider=provider)
 
         def run() -> np.ndarray:
             return anime_model.stylize(img, max_side=size)
@@ -193,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--openvino-python",
         metavar="PYTHON",
-        help="also run openvino-bf16 with this interpreter (a venv with onnxruntime-openvino, numpy, "
-        "opencv-python-headless, pillow)",
+        default=str(OPENVINO_PYTHON),
+        help="interpreter of atelier-openvino (default .venv-ov, which `make setup` builds); '' skips it",
     )
     parser.add_argument("--worker", nargs=4, metavar=("MODE", "MODEL", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.int8:
             modes["atelier-int8"] = paths["int8"]
         if args.openvino_python:
-            modes["openvino-bf16"] = paths["fast"]
+            modes["atelier-openvino"] = paths["fast"]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         table = Table(
             title=f"AnimeGANv2 dev generator (UNTRAINED weights), ONNX Runtime CPU, {args.threads} threads"
@@ -226,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
             for mode, model in modes.items():
                 out = str(folder / f"{mode}-{size}.png")
-                python = args.openvino_python if mode == "openvino-bf16" else sys.executable
+                python = args.openvino_python if mode == "atelier-openvino" else sys.executable
                 run_env = env
-                if mode == "openvino-bf16":  # atelier from the source tree (for its decode limits)
+                if mode == "atelier-openvino":  # atelier from the source tree
                     core = str(Path(__file__).resolve().parents[1] / "layers" / "core" / "python")
                     run_env = dict(env, PYTHONPATH=core)
                 cmd = [

@@ -172,6 +172,21 @@ def test_project_style_functions(project: LocalTemplate) -> None:
         assert {"prefix": "incoming/all/"} in rule.pattern["detail"]["object"]["key"]
 
 
+def test_the_anime_image_function_differs_from_the_zip_one_only_in_packaging(project: LocalTemplate) -> None:
+    resources = project.template["Resources"]
+    zipped, imaged = resources["AnimeFunction"], resources["AnimeImageFunction"]
+    assert (zipped["Condition"], imaged["Condition"]) == ("AnimeFromZip", "AnimeFromImage")
+    assert [f.logical_id for f in project.functions()].count("AnimeFunction") == 1  # the default: zip
+    packaging = {"CodeUri", "Handler", "Runtime", "Layers", "PackageType", "ImageUri", "Description"}
+    same = {k: v for k, v in zipped["Properties"].items() if k not in packaging}
+    assert same == {k: v for k, v in imaged["Properties"].items() if k not in packaging}
+    assert imaged["Properties"]["ImageUri"] == {"Ref": "AnimeImageUri"}
+    # the image runs the zip function's handler module, from the requirements its tests install (.venv-ov)
+    dockerfile = (ROOT / "infra" / "anime-image" / "Dockerfile").read_text()
+    assert f'CMD ["{zipped["Properties"]["Handler"]}"]' in dockerfile
+    assert "-r /tmp/req/infra/anime-image/requirements.txt" in dockerfile
+
+
 def test_project_environment_and_outputs(project: LocalTemplate) -> None:
     env = project.function_environment()
     assert env["ATELIER_BUCKET"] == project.name_of("PhotoBucket")
@@ -346,6 +361,30 @@ Resources:
         - Id: q
           Arn: !GetAtt Jobs.Arn
 """
+
+
+PACKAGED = """
+Parameters:
+  ImageUri: {Type: String, Default: ""}
+Conditions:
+  FromImage: !Not [!Equals [!Ref ImageUri, ""]]
+  FromZip: !Equals [!Ref ImageUri, ""]
+Resources:
+  Zipped:
+    Type: AWS::Serverless::Function
+    Condition: FromZip
+    Properties: {CodeUri: src/, Handler: app.handler}
+  Imaged:
+    Type: AWS::Serverless::Function
+    Condition: FromImage
+    Properties: {PackageType: Image, ImageUri: !Ref ImageUri}
+"""
+
+
+def test_functions_follow_their_conditions_and_refuse_images() -> None:
+    assert [f.logical_id for f in inline(PACKAGED).functions()] == ["Zipped"]
+    with pytest.raises(TemplateError, match="Imaged: a container image function does not run on the local"):
+        inline(PACKAGED, parameters={"ImageUri": "1.dkr.ecr.eu-west-1.amazonaws.com/a:1"}).functions()
 
 
 def test_functions_merge_globals_and_resolve() -> None:

@@ -567,12 +567,19 @@ class LocalTemplate:
         return out
 
     def functions(self) -> list[FunctionSpec]:
-        """Every ``AWS::Serverless::Function`` merged with ``Globals.Function`` and resolved."""
+        """Every ``AWS::Serverless::Function`` whose condition holds, with ``Globals.Function``, resolved.
+
+        Functions run in this process, so a container image function is refused: its image needs Docker.
+        """
         globals_fn = ((self.template.get("Globals") or {}).get("Function")) or {}
         out = []
-        for lid, _res in self.resources_of("AWS::Serverless::Function"):
+        for lid, res in self.resources_of("AWS::Serverless::Function"):
+            if "Condition" in res and not self.condition(_to_str(res["Condition"])):
+                continue
             merged = _merge_globals(globals_fn, self.properties(lid))
             props = self.resolve(merged)
+            if props.get("PackageType") == "Image":
+                raise TemplateError(f"{lid}: a container image function does not run on the local stack")
             handler = _to_str(props.get("Handler") or "")
             if not handler or "." not in handler:
                 raise TemplateError(f"{lid}: Handler must look like 'module.function', got {handler!r}")
