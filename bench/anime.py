@@ -6,6 +6,7 @@ torch.onnx.export writes for the PyTorch port, ``fast`` is what ``atelier models
 
     python bench/anime.py                 # 512 and 1024, 2 threads
     python bench/anime.py --sizes 512 --repeat 5 --int8
+    python bench/anime.py --sizes 512 1024 --repeat 8 --mixed   # a new shape every image
 """
 
 from __future__ import annotations
@@ -69,8 +70,19 @@ def reference_stylize(session: object, bgr: np.ndarray, size: int) -> np.ndarray
     return cv2.cvtColor((img * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
-def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png: str) -> dict[str, float]:
-    """One configuration in this process: median seconds per image and peak RSS."""
+def mixed_sizes(size: int) -> list[tuple[int, int]]:
+    """A rotation of photo shapes with ``size`` as the longest side: square, 3:4, 4:3 and 9:16."""
+    return [(size, size), (size * 3 // 4, size), (size, size * 3 // 4), (size * 9 // 16, size)]
+
+
+def worker(
+    mode: str, model: str, size: int, repeat: int, threads: int, out_png: str, mixed: bool = False
+) -> dict[str, float]:
+    """One configuration in this process: median seconds per image and peak RSS.
+
+    ``mixed``: each image has the next shape of :func:`mixed_sizes` (atelier modes only), so every image
+    is a new working size, which on the OpenVINO path means a compilation.
+    """
     import atelier  # noqa: F401  # isort: skip  (first: it sets the decode limits OpenCV reads on import)
     import cv2
     import onnxruntime as ort
@@ -88,8 +100,11 @@ def worker(mode: str, model: str, size: int, repeat: int, threads: int, out_png:
         provider = "openvino-bf16" if mode == "atelier-openvino" else "cpu"
         anime_model = AnimeModel(model, threads=threads, max_side=size, provider=provider)
 
+        shapes = [scene(h, w, 7) for h, w in mixed_sizes(size)] if mixed else [img]
+        turn = iter(range(1 << 30))
+
         def run() -> np.ndarray:
-            return anime_model.stylize(img, max_side=size)
+            return anime_model.stylize(shapes[next(turn) % len(shapes)], max_side=size)
 
     t0 = time.perf_counter()
     out = run()  # warm-up (first-run allocations, kernel selection, OpenVINO's compilation)
@@ -186,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         default=str(OPENVINO_PYTHON),
         help="interpreter of atelier-openvino (default .venv-ov, which `make setup` builds); '' skips it",
     )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="atelier modes only, each image a new shape (square, 3:4, 4:3, 9:16 in turn)",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("MODE", "MODEL", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         mode, model, size, out = args.worker
-        print(json.dumps(worker(mode, model, int(size), args.repeat, args.threads, out)))
+        print(json.dumps(worker(mode, model, int(size), args.repeat, args.threads, out, args.mixed)))
         return 0
 
     from rich.console import Console
@@ -205,11 +225,23 @@ def main(argv: list[str] | None = None) -> int:
             modes["atelier-int8"] = paths["int8"]
         if args.openvino_python:
             modes["atelier-openvino"] = paths["fast"]
+        if args.mixed:
+            modes = {mode: path for mode, path in modes.items() if mode.startswith("atelier")}
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         table = Table(
             title=f"AnimeGANv2 dev generator (UNTRAINED weights), ONNX Runtime CPU, {args.threads} threads"
         )
-        cols = ("size", "mode", "median s", "min s", "first s", "peak RSS MB", "speed-up", "PSNR vs plain dB")
+        against = "atelier" if args.mixed else "plain"
+        cols = (
+            "size",
+            "mode",
+            "median s",
+            "min s",
+            "first s",
+            "peak RSS MB",
+            "speed-up",
+            f"PSNR vs {against} dB",
+        )
         for col in cols:
             table.add_column(col)
         for size in args.sizes:
@@ -228,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.repeat if size <= 512 else max(2, args.repeat // 2)),
                     "--threads",
                     str(args.threads),
+                    *(["--mixed"] if args.mixed else []),
                     "--worker",
                     mode,
                     str(model),
@@ -236,18 +269,18 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, check=True)
                 results[mode] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"png": out}
-            base = results["plain-reference"]
+            base = results["atelier" if args.mixed else "plain-reference"]
             for mode, r in results.items():
                 quality = psnr_files(base["png"], r["png"])
                 table.add_row(
-                    f"{size}x{size}",
+                    f"up to {size}, 4 shapes in turn" if args.mixed else f"{size}x{size}",
                     mode,
                     f"{r['median_s']:.3f}",
                     f"{r['min_s']:.3f}",
                     f"{r['first_s']:.2f}",
                     f"{r['peak_rss_mb']:.0f}",
                     f"{base['median_s'] / r['median_s']:.2f}x",
-                    "-" if mode == "plain-reference" else f"{quality:.1f}",
+                    "-" if r is base else f"{quality:.1f}",
                 )
         console.print(table)
         for mode, text in MODES.items():

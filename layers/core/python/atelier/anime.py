@@ -150,9 +150,9 @@ class AnimeModel:
     """A loaded AnimeGANv2 generator (NCHW or NHWC, values in [-1, 1]) ready to stylize BGR images.
 
     On ``openvino-bf16`` the model is compiled for one input shape at a time (OpenVINO's ``reshape_input``)
-    and recompiled when the working size changes. A static shape lets OpenVINO plan its buffers, which
-    at 512x512 is 275 MB of peak RSS instead of 440 MB with a dynamic one, and a compile takes about 0.2 s
-    (bench/README.md). Only the current shape's compiled model is kept.
+    and recompiled when the working size changes; only the current shape's compiled model is kept. A
+    static shape lets OpenVINO plan its buffers: 353 MB of peak RSS at 512x512 against 433-469 MB with a
+    dynamic shape. A change of working size costs 0.6-1.1 s (bench/README.md).
     """
 
     def __init__(
