@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from anime import peak_rss_mb  # bench/anime.py
+
 ROOT = Path(__file__).resolve().parents[1]
 OPENVINO_PYTHON = ROOT / ".venv-ov" / "bin" / "python"
 DEFAULT_SIZES = ["512x512", "512x512", "384x512", "384x512", "512x512", "1024x1024", "1024x1024"]
@@ -30,10 +32,6 @@ def worker(policy: str, model: str, sizes: list[str], threads: int) -> dict[str,
 
     from atelier import anime
 
-    def hwm_mb() -> float:
-        status = Path("/proc/self/status").read_text()
-        return int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) / 1024
-
     t0 = time.perf_counter()
     if policy == "static":
         model_obj = anime.AnimeModel(model, threads=threads, provider="openvino-bf16")
@@ -41,11 +39,7 @@ def worker(policy: str, model: str, sizes: list[str], threads: int) -> dict[str,
     else:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        options = {
-            "device_type": "CPU",
-            "num_of_threads": str(threads),
-            "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}),
-        }
+        options = anime.openvino_options(threads)
         session = ort.InferenceSession(model, opts, providers=[("OpenVINOExecutionProvider", options)])
 
         def run(blob: np.ndarray) -> np.ndarray:
@@ -59,7 +53,7 @@ def worker(policy: str, model: str, sizes: list[str], threads: int) -> dict[str,
         t0 = time.perf_counter()
         run(blob)
         times.append(time.perf_counter() - t0)
-    return {"setup_s": setup, "times": times, "peak_rss_mb": hwm_mb()}
+    return {"setup_s": setup, "times": times, "peak_rss_mb": peak_rss_mb()}
 
 
 def main(argv: list[str] | None = None) -> int:

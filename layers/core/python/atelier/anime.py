@@ -146,6 +146,18 @@ def resolve_provider(requested: str = "auto") -> str:
     return requested
 
 
+def openvino_options(threads: int, input_shape: str | None = None) -> dict[str, str]:
+    """The openvino-bf16 path's provider options; ``input_shape`` (``name[1,3,H,W]``) fixes a shape."""
+    options = {
+        "device_type": "CPU",
+        "num_of_threads": str(threads),
+        "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}),
+    }
+    if input_shape:
+        options["reshape_input"] = input_shape
+    return options
+
+
 class AnimeModel:
     """A loaded AnimeGANv2 generator (NCHW or NHWC, values in [-1, 1]) ready to stylize BGR images.
 
@@ -224,12 +236,7 @@ class AnimeModel:
             self._compiled = self._shape = None  # release the previous shape's buffers before compiling
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
-            options = {
-                "device_type": "CPU",
-                "num_of_threads": str(self.threads),
-                "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}),
-                "reshape_input": f"{self.input_name}[{','.join(map(str, shape))}]",
-            }
+            options = openvino_options(self.threads, f"{self.input_name}[{','.join(map(str, shape))}]")
             compiled = ort.InferenceSession(self._model_bytes, opts, providers=[(_OPENVINO, options)])
             if compiled.get_providers()[0] != _OPENVINO:
                 raise RuntimeError("ONNX Runtime did not take the OpenVINO execution provider")
@@ -369,6 +376,7 @@ __all__ = [
     "cpu_has_bf16",
     "load_model",
     "obtain_model_file",
+    "openvino_options",
     "output_size",
     "psnr",
     "resolve_provider",
