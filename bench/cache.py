@@ -266,10 +266,13 @@ def load_moto(count: int, threshold: int, rng: np.random.Generator) -> tuple[Any
     from moto.dynamodb.models import dynamodb_backends
     from moto.server import ThreadedMotoServer
 
+    from atelier.local import strict_moto
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    strict_moto.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     client = boto3.client(

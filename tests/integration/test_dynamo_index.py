@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from atelier.aws.dynamo_index import DynamoHashIndex
 from atelier.cache import TTL_ATTRIBUTE, CachePolicy, band_partition_keys, find_reusable, new_entry
+from atelier.local import strict_moto
 from atelier.storage import StoreError
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,7 @@ def _free_port() -> int:
 def endpoint() -> Iterator[str]:
     """moto's server on a free loopback port, for this module."""
     port = _free_port()
+    strict_moto.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

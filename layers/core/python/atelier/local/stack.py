@@ -25,7 +25,7 @@ import psutil
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from atelier.local import overlaid
+from atelier.local import overlaid, strict_moto
 from atelier.local.cfn import DEFAULT_REGION, DEFAULT_STACK, LocalTemplate, find_template
 
 if TYPE_CHECKING:
@@ -388,6 +388,7 @@ def start_moto(root: Path, *, mode: str = "thread", timeout: float = 30.0) -> Se
     if mode == "thread":
         from moto.server import ThreadedMotoServer
 
+        strict_moto.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
         server.start()
@@ -396,7 +397,7 @@ def start_moto(root: Path, *, mode: str = "thread", timeout: float = 30.0) -> Se
         proc = None
     elif mode in ("process", "detached"):
         (port,) = free_ports(1, with_grpc=False)
-        cmd = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+        cmd = [sys.executable, "-m", "atelier.local.strict_moto", "-H", LOOPBACK, "-p", str(port)]
         proc = _spawn(cmd, log_path, cwd=root, detached=mode == "detached")
         result = ServerProcess(
             "moto",
