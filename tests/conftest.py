@@ -14,6 +14,7 @@ import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local.cfn import LocalTemplate
+from atelier.local import strict_moto
 from atelier.local.dispatcher import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,7 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoAws]:
         monkeypatch.setenv(name, value)
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(var, raising=False)
+    strict_moto.install()  # DynamoDB's transactions are serializable; moto's are not on their own
     with mock_aws():
         tpl = LocalTemplate.from_file(ROOT / "template.yaml")
         s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
