@@ -13,8 +13,8 @@ from moto import mock_aws
 import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.config import AppConfig
 from atelier.limits import Limits
-from atelier.local.cfn import LocalTemplate
 from atelier.local import strict_moto
+from atelier.local.cfn import LocalTemplate
 from atelier.local.dispatcher import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent

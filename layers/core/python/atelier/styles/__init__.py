@@ -32,6 +32,9 @@ class Style:
                     f"style {self.name!r} has no parameter {key!r}; it has {sorted(self.defaults)}"
                 )
             merged[key] = type(self.defaults[key])(value)
+        strength = merged.get("strength")
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            raise ValueError(f"style {self.name!r}: strength must be between 0 and 1, not {strength!r}")
         return merged
 
     def render(self, bgr: np.ndarray, **overrides: Any) -> np.ndarray:

@@ -1,28 +1,390 @@
-"""Graphite sketch by dodge-divide: grey divided by its blurred negative, then darkened like soft lead."""
+"""Graphite drawing: flow-based DoG lines, patch-wise directional hatching and paper grain."""
 
 from __future__ import annotations
+
+import functools
+import math
 
 import cv2
 import numpy as np
 
 from atelier.styles import _filters as F
 
-VERSION = "1"
-DEFAULTS: dict[str, float | int] = {"blur": 0.01, "darkness": 1.8}
+VERSION = "2"
+DEFAULTS: dict[str, float | int] = {"strength": 0.5}
+
+# Tone, flow and hatch layout run on a copy of at most this many pixels.
+_WORK_PIXELS = 500_000
+# Contour lines are placed on a sharper copy of at most this many pixels, then gated by the flow lines.
+_LINE_PIXELS = 2_000_000
+# Hatch orientations (degrees, counter-clockwise from the x axis); a patch picks one, crossing uses k + 2.
+_ANGLES = (0.0, 45.0, 90.0, 135.0)
+# Patches of one hatch direction: cells of this many along the longer side, jittered by up to this.
+_CELLS = 9
+_JITTER = 28.0
+# Hatch pitch in pixels at 0.5 MP; larger images grow it like size ** 0.4, not linearly (a pencil's
+# stroke stays a few pixels wide however large the sheet is scanned).
+_PITCH = 5.0
+_TOOTH = 1600  # paper tooth cells along the longer side
+_TEX = 1024
+_TILE = 256  # per-pixel graphite grain tile
+_STRIP = 64
+_PAPER = 246.0
 
 
-def render(bgr: np.ndarray, blur: float = 0.01, darkness: float = 1.8) -> np.ndarray:
-    """``blur`` is the blur kernel as a share of the longer side; ``darkness`` (>= 1) deepens the strokes."""
+def _tone_lut(hist: np.ndarray) -> np.ndarray:
+    """Luma -> lightness 0..1 from the photo's histogram: percentile stretch blended with a clipped CDF."""
+    total = float(hist.sum())
+    cdf = np.cumsum(hist) / total
+    lo = float(np.searchsorted(cdf, 0.02))
+    hi = float(np.searchsorted(cdf, 0.98))
+    if hi - lo < 48.0:  # a nearly flat photo: do not stretch its noise into strokes
+        mid = 0.5 * (hi + lo)
+        lo, hi = mid - 24.0, mid + 24.0
+    v = np.arange(256, dtype=np.float64)
+    stretch = np.clip((v - lo) / (hi - lo), 0.0, 1.0)
+    # Global clip-limited equalisation: the slope never exceeds ~3x, so a sky's narrow peak stays calm.
+    p = hist / total
+    limit = 3.0 / 256.0
+    excess = np.maximum(p - limit, 0.0).sum()
+    p = np.minimum(p, limit) + excess / 256.0
+    eq = np.cumsum(p) - 0.5 * p
+    eq = (eq - eq[0]) / max(eq[-1] - eq[0], 1e-9)
+    return (0.65 * stretch + 0.35 * eq).astype(np.float32)
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    """``x`` stretched from its own minimum and maximum to 0..255."""
+    lo, hi = float(x.min()), float(x.max())
+    return np.rint((x - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _tooth(th: int, tw: int, gh: int, gw: int) -> np.ndarray:
+    """Paper tooth (0..255), th x tw, drawn on a grid of gh x gw cells: the same at every resolution."""
+    rng = np.random.default_rng(20071)
+    tooth: np.ndarray = rng.random((max(1, gh), max(1, gw)), dtype=np.float32)
+    tooth = cv2.GaussianBlur(tooth, (0, 0), 0.7)
+    tooth = cv2.resize(tooth, (tw, th), interpolation=cv2.INTER_AREA if tw < gw else cv2.INTER_LINEAR)
+    return _to_u8(tooth)
+
+
+@functools.lru_cache(maxsize=1)
+def _grain() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Graphite grain tiles streaked along each hatch angle, a table of dash pressures and row offsets."""
+    rng = np.random.default_rng(7331)
+    noise = rng.random((_TILE, _TILE), dtype=np.float32)
+    tiles = []
+    for a in _ANGLES:
+        k = np.zeros((9, 9), np.float32)
+        c, s = math.cos(math.radians(a)), -math.sin(math.radians(a))
+        for i in range(-4, 5):
+            k[round(4 + i * s), round(4 + i * c)] = 1.0
+        k /= k.sum()
+        t = cv2.filter2D(cv2.copyMakeBorder(noise, 4, 4, 4, 4, cv2.BORDER_WRAP), -1, k)[4:-4, 4:-4]
+        t = (t - t.mean()) / max(float(t.std()), 1e-6)
+        tiles.append(np.clip(1.0 + 0.3 * t, 0.4, 1.3).astype(np.float32))
+    return np.stack(tiles), rng.random(4096, dtype=np.float32), rng.random(1024, dtype=np.float32)
+
+
+def _flow_smooth(e: np.ndarray, tx: np.ndarray, ty: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of ``e`` along the local edge tangent (straight-line line-integral convolution)."""
+    h, w = e.shape
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    reach = max(1, math.ceil(2.0 * sigma))
+    acc = e.copy()
+    total = 1.0
+    mx = np.empty((h, w), np.float32)
+    my = np.empty((h, w), np.float32)
+    for k in range(1, reach + 1):
+        wk = math.exp(-0.5 * (k / sigma) ** 2)
+        for s in (k, -k):
+            np.multiply(tx, np.float32(s), out=mx)
+            mx += xs
+            np.multiply(ty, np.float32(s), out=my)
+            my += ys
+            acc += wk * cv2.remap(e, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        total += 2.0 * wk
+    acc *= np.float32(1.0 / total)
+    return acc
+
+
+def _orientation(gx: np.ndarray, gy: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cos and sin of twice the gradient angle, and the tensor's energy, from a structure tensor."""
+    exx = cv2.GaussianBlur(gx * gx, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    eyy = cv2.GaussianBlur(gy * gy, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    exy = cv2.GaussianBlur(gx * gy, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    a = exx - eyy
+    b = 2.0 * exy
+    mag = np.sqrt(a * a + b * b) + np.float32(1e-12)
+    return a / mag, b / mag, mag
+
+
+def _hatch_layout(light: np.ndarray, dark: np.ndarray, strength: float) -> list[np.ndarray]:
+    """Per hatch angle, how far its strokes reach (0..255): patches follow the coarse form or a jitter."""
+    h, w = light.shape
+    # Coarse orientation on a reduced copy: the form's direction, not its texture.
+    f = max(1, round(math.sqrt(h * w) / 150.0))
+    sm = cv2.resize(light, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    sh, sw = sm.shape
+    gx = cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    c2, s2, mag = _orientation(gx, gy, max(1.0, math.sqrt(sh * sw) / 60.0))
+    # Strokes run along the isophotes: the gradient turned a quarter; y points down, angles go up.
+    tc, ts = -c2, s2
+    ref = max(float(np.percentile(mag, 75.0)), 1e-3)
+    trust = np.clip(mag / np.float32(ref) - 0.3, 0.0, 1.0) * np.float32(0.8)
+    # Per cell, a seeded angle around the right-handed 45 degree hatch.
+    if w >= h:
+        cy, cx = max(1, round(_CELLS * h / w)), _CELLS
+    else:
+        cy, cx = _CELLS, max(1, round(_CELLS * w / h))
+    rng = np.random.default_rng(4242)
+    ang = np.radians(45.0 + _JITTER * (2.0 * rng.random((cy, cx), dtype=np.float32) - 1.0))
+    cell_c = cv2.resize(np.cos(2 * ang).astype(np.float32), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    cell_s = cv2.resize(np.sin(2 * ang).astype(np.float32), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    vc = trust * tc + (1.0 - trust) * cell_c
+    vs = trust * ts + (1.0 - trust) * cell_s
+    vc = cv2.GaussianBlur(vc, (0, 0), max(1.0, 0.15 * sw / cx))
+    vs = cv2.GaussianBlur(vs, (0, 0), max(1.0, 0.15 * sw / cx))
+    n = np.sqrt(vc * vc + vs * vs) + np.float32(1e-6)
+    cos_k = [(vc * math.cos(math.radians(2 * a)) + vs * math.sin(math.radians(2 * a))) / n for a in _ANGLES]
+    best = np.maximum.reduce(cos_k)
+    wk = [np.clip((c - best) / np.float32(0.3) + 1.0, 0.0, 1.0) for c in cos_k]
+    tot = np.add.reduce(wk)
+    wk = [cv2.resize(x / tot, (w, h), interpolation=cv2.INTER_LINEAR) for x in wk]
+    # Light and mid-light tones stay a wash with sparse strokes; crossing only in the darkest tones.
+    d = dark * np.float32(1.0 / 255.0)
+    h1 = np.clip((d - np.float32(0.22 - 0.08 * strength)) * np.float32(1.6), 0.0, 1.0)
+    h2 = np.clip((d - np.float32(0.62 - 0.12 * strength)) * np.float32(2.5), 0.0, 1.0)
+    out = []
+    for k in range(len(_ANGLES)):
+        t = np.maximum(wk[k] * h1, wk[(k + 2) % len(_ANGLES)] * h2)
+        out.append(np.rint(t * np.float32(255.0)).astype(np.uint8))
+    return out
+
+
+def _abstract(
+    gray: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Darkness (0..255), line potential (0..255), the tone LUT and hatch reach on the reduced copy."""
+    h, w = gray.shape
+    u = math.sqrt(h * w) / 600.0  # working pixels per relative unit
+    hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+    lut = _tone_lut(hist)
+    light = np.take(lut, gray)
+    # Structure-preserving smoothing first, so grain and texture never drive lines or tone.
+    d = max(3, 2 * round(2.0 * u) + 1)
+    light = cv2.bilateralFilter(light, d, 0.08, 2.0 * u, borderType=cv2.BORDER_REPLICATE)
+    light = cv2.bilateralFilter(light, d, 0.06, 2.0 * u, borderType=cv2.BORDER_REPLICATE)
+
+    # Edge tangent flow from the smoothed structure tensor.
+    gx = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    c2, s2, _ = _orientation(gx, gy, max(1.0, 2.5 * u))
+    cos_g = np.sqrt(np.maximum(0.5 * (1.0 + c2), 0.0))
+    sin_g = np.sqrt(np.maximum(0.5 * (1.0 - c2), 0.0))
+    sin_g = np.where(s2 < 0, -sin_g, sin_g)
+    tx, ty = -sin_g, cos_g  # the tangent is the gradient turned a quarter
+
+    # DoG across edges, then accumulated along the flow: Kang et al.'s FDoG in separable form.
+    sc = max(0.7, 0.9 * u)
+    g1 = cv2.GaussianBlur(light, (0, 0), sc, borderType=cv2.BORDER_REPLICATE)
+    g2 = cv2.GaussianBlur(light, (0, 0), 1.6 * sc, borderType=cv2.BORDER_REPLICATE)
+    dog = _flow_smooth(g1 - g2, tx, ty, max(1.0, 2.5 * u))
+    # Threshold relative to the photo's own edge statistics with a floor above what grain can reach.
+    scale = max(float(np.percentile(np.abs(dog), 97.0)) if dog.size else 0.0, 0.012)
+    line = np.clip(-dog * np.float32(160.0 / scale) - 40.0, 0.0, 255.0)
+
+    # Graphite tone: darkness grows as lightness falls; strength deepens it.
+    tone = cv2.GaussianBlur(light, (0, 0), max(0.6, 1.2 * u), borderType=cv2.BORDER_REPLICATE)
+    gamma = 1.6 - 0.5 * strength
+    knee = np.float32(0.8 + 0.1 * strength)  # lighter than this stays bare paper
+    dark = np.clip((knee - tone) / knee, 0.0, 1.0) ** gamma * np.float32(255.0)
+    reach = _hatch_layout(tone, dark, strength)
+    return dark.astype(np.uint8), line.astype(np.uint8), lut, reach
+
+
+def _sharp_lines(gray: np.ndarray, lut: np.ndarray, coarse: np.ndarray, sigma: float) -> np.ndarray:
+    """Thin line cores (0..255) on the line copy: a fine DoG, kept only where the flow lines are."""
+    light: np.ndarray = np.take(lut, gray)
+    light = cv2.GaussianBlur(light, (0, 0), 0.8 * sigma, borderType=cv2.BORDER_REPLICATE)
+    g2 = cv2.GaussianBlur(light, (0, 0), 1.6 * sigma, borderType=cv2.BORDER_REPLICATE)
+    light = cv2.subtract(light, g2)
+    gate = cv2.resize(coarse, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+    mask = gate > 24
+    scale = max(float(np.percentile(-light[mask], 80.0)) if mask.any() else 0.0, 0.01)
+    fine = np.clip(light * np.float32(-1.3 / scale) + np.float32(0.15), 0.0, 1.0)
+    fine *= gate
+    return fine.astype(np.uint8)
+
+
+def render(bgr: np.ndarray, strength: float = 0.5) -> np.ndarray:
+    """Graphite sketch; ``strength`` 0..1 : from light outlines and sparse hatching to dense dark shading."""
+    s = float(min(max(strength, 0.0), 1.0))
     h, w = bgr.shape[:2]
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    # A kernel of k pixels has the sigma OpenCV gives it by default: 0.3 * ((k - 1) / 2 - 1) + 0.8.
-    k = max(3.0, max(h, w) * blur)
-    sigma = 0.3 * ((k - 1.0) * 0.5 - 1.0) + 0.8
-    # The blur is low-pass, so it runs on a copy reduced to about 2 pixels per sigma.
-    f = max(1, int(sigma / 2.0))
-    small = F.area_down(cv2.bitwise_not(gray), f)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REPLICATE)
-    inv_blur = F.up_rows(small, f, 0, h, w) if f > 1 else small
-    out = cv2.divide(gray, cv2.bitwise_not(inv_blur), scale=256)
-    lut = np.rint(255.0 * (np.arange(256) / 255.0) ** max(1.0, darkness)).astype(np.uint8)
-    return cv2.cvtColor(cv2.LUT(out, lut), cv2.COLOR_GRAY2BGR)
+
+    def reduced(gray: np.ndarray, pixels: int) -> np.ndarray:
+        if h * w <= pixels:
+            return gray
+        f = math.sqrt(pixels / (h * w))
+        return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+    small = reduced(gray, _WORK_PIXELS)
+    dark_s, line_s, lut, reach_s = _abstract(small, s)
+    g = math.sqrt(h * w / _WORK_PIXELS)  # linear size against the working copy
+    if g > 1.0:
+        lg = reduced(gray, _LINE_PIXELS)
+        fl = math.sqrt(h * w / lg.size)
+        # Line width in full-res pixels grows like the square root of the size.
+        line_s = _sharp_lines(lg, lut, line_s, max(0.6, 1.1 * math.sqrt(g) / fl))
+    del gray
+
+    def full(plane: np.ndarray) -> np.ndarray:
+        if plane.shape == (h, w):
+            return plane
+        return cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    dark = full(dark_s)
+    line = full(line_s)
+    reach = [full(p) for p in reach_s]
+    del reach_s
+    big = max(h, w)
+    gh, gw = (max(1, round(_TOOTH * h / big)), _TOOTH) if w >= h else (_TOOTH, max(1, round(_TOOTH * w / h)))
+    t = min(1.0, _TEX / big)
+    tooth = full(_tooth(max(1, round(h * t)), max(1, round(w * t)), gh, gw))
+    tiles, press_tab, off_tab = _grain()
+
+    # Strokes are laid in bands at a relative pitch, so the drawing agrees at every size (SSIM 0.82 between
+    # 0.3 MP and 6 MP; two strokes per band already cost 0.07 there); from about 11.5 MP on each band holds
+    # m thin strokes, keeping the stroke pitch near 12 px.
+    pitch = max(2.5, _PITCH * g)
+    m = max(1, int(g / 2.4))
+    sharp_f = np.float32(0.5 * pitch / m)
+    dash = max(4.0, big / 30.0)  # stroke length stays relative: a stroke spans the same share of the form
+    sharp = np.float32(0.5 * pitch)  # the profile's edge is about one pixel wide
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)
+    rel = np.float32(2.0 * math.pi / big)
+    geo = []
+    for i, a in enumerate(_ANGLES):
+        c, sn = math.cos(math.radians(a)), math.sin(math.radians(a))
+        # Across (v, in pitches) and along (u, in dash lengths); a slow relative wobble bends the rows.
+        vx = xs * np.float32(sn / pitch) + np.float32(0.35) * np.sin(xs * rel * (3 + i) + i)
+        vy = ys * np.float32(c / pitch) + np.float32(0.35) * np.sin(ys * rel * (4 + i) + 2 * i)
+        ux = xs * np.float32(c / dash)
+        uy = ys * np.float32(-sn / dash)
+        geo.append((vx[None, :], vy[:, None], ux[None, :], uy[:, None]))
+
+    k_tone = np.float32(0.35 + 0.12 * s)
+    k_hatch = np.float32(0.4 + 0.2 * s)
+    k_line = np.float32((0.6 + 0.35 * s) / 255.0)
+    # Above the working size the line cores are thin: a steeper ramp gives them a crisp edge.
+    l_gain, l_off = (np.float32(2.0), np.float32(1.45)) if g > 1.0 else (np.float32(1.4), np.float32(1.15))
+    inv = np.float32(1.0 / 255.0)
+    reps = -(-w // _TILE)
+    out = np.empty((h, w), np.uint8)
+
+    def strip(r0: int, r1: int) -> None:
+        n = (r1 - r0, w)
+        d = F.scratch("sk.d", n, np.float32)
+        v = F.scratch("sk.v", n, np.float32)
+        g_ = F.scratch("sk.g", n, np.float32)
+        p = F.scratch("sk.p", n, np.float32)
+        q = F.scratch("sk.q", n, np.float32)
+        cov = F.scratch("sk.c", n, np.float32)
+        ri = F.scratch("sk.ri", n, np.int32)
+        si = F.scratch("sk.si", n, np.int32)
+        tf = F.scratch("sk.tf", n, np.float32)
+        fine = F.scratch("sk.fine", (1, w), np.float32)
+        np.multiply(tooth[r0:r1], inv, out=g_, dtype=np.float32)
+        np.multiply(dark[r0:r1], inv, out=d, dtype=np.float32)
+        # Soft graphite wash under the strokes, catching on the paper's tooth.
+        np.multiply(g_, np.float32(0.5), out=v)
+        v += np.float32(0.5)
+        v *= d
+        v *= -k_tone
+        v += np.float32(1.0)
+        rows = np.arange(r0, r1) % _TILE
+        for k, (vx, vy, ux, uy) in enumerate(geo):
+            rk = reach[k][r0:r1]
+            if not rk.any():
+                continue
+            np.add(vx, vy[r0:r1], out=p)  # across-stroke coordinate, in pitches
+            np.floor(p, out=q)
+            np.copyto(ri, q, casting="unsafe")
+            p -= q
+            p -= np.float32(0.5)
+            np.abs(p, out=p)
+            p *= np.float32(2.0)  # 0 on a stroke's axis, 1 midway between strokes
+            # Each stroke row is cut into dashes of its own offset; each dash has its own pressure.
+            np.add(ux, uy[r0:r1], out=q)
+            q += np.take(off_tab, ri & 1023)
+            np.floor(q, out=cov)
+            np.copyto(si, cov, casting="unsafe")
+            q -= cov
+            q -= np.float32(0.5)
+            q *= q
+            q *= q  # taper: 0 mid-dash, 1/16 at its ends
+            si *= 151
+            ri *= 73
+            si += ri
+            si &= 4095
+            np.take(press_tab, si, out=cov)
+            # Reach: how much of the pitch a stroke covers; a light tone keeps only its lighter dashes.
+            np.multiply(rk, inv, out=d, dtype=np.float32)
+            cov -= d
+            cov *= np.float32(-0.45)
+            cov += d * np.float32(0.8)
+            cov -= q * np.float32(6.0)
+            if m > 1:
+                # Band as wide as twice the reach, thin strokes covering half of it (or the reach).
+                np.maximum(cov, np.float32(0.5), out=q)
+                cov *= np.float32(2.0)
+                np.minimum(cov, np.float32(1.0), out=cov)
+                np.multiply(vx, np.float32(m), out=fine[:, :w])
+                fine += np.float32(0.5 - 0.5 * m)  # one thin stroke on the band's axis
+                np.add(fine[0, :w], vy[r0:r1] * np.float32(m), out=tf)
+                np.floor(tf, out=d)
+                tf -= d
+                tf -= np.float32(0.5)
+                np.abs(tf, out=tf)
+                tf *= np.float32(-2.0)
+                tf += q
+                tf *= sharp_f
+                tf += np.float32(0.5)
+                np.clip(tf, 0.0, 1.0, out=tf)
+            # A stroke narrower than a pixel fades instead of staying a hairline, so that the covered
+            # share equals the reach at every pitch (a 0.3 MP and a 6 MP render agree in tone).
+            np.multiply(cov, sharp * np.float32(2.0), out=d)
+            np.clip(d, 0.0, 1.0, out=d)
+            cov -= p
+            cov *= sharp
+            cov += np.float32(0.5)
+            np.clip(cov, 0.0, 1.0, out=cov)
+            cov *= d
+            if m > 1:
+                cov *= tf
+            # Graphite grain streaked along the stroke, and the tooth it skips over.
+            cov *= np.tile(tiles[k][rows], (1, reps))[:, :w]
+            cov *= g_ * np.float32(0.5) + np.float32(0.75)
+            np.minimum(cov, np.float32(1.0), out=cov)
+            cov *= -k_hatch
+            cov += np.float32(1.0)
+            v *= cov
+        # Lines: a steep ramp on the enlarged potential keeps them thin and crisp at full size.
+        np.multiply(line[r0:r1], -k_line, out=p, dtype=np.float32)
+        p *= l_gain
+        p += l_off
+        np.clip(p, 0.0, 1.0, out=p)
+        v *= p
+        # Paper: a faint tooth on warm-white paper.
+        g_ *= np.float32(6.0)
+        g_ += np.float32(_PAPER - 3.0)
+        v *= g_
+        out[r0:r1] = np.clip(v, 0.0, 255.0).astype(np.uint8)
+
+    F.parallel(strip, h, _STRIP)
+    return cv2.merge([out, out, out])
