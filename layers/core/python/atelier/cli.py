@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from atelier import gallery, styles
+from atelier import gallery, options, styles
 from atelier.decode import decode
 from atelier.encode import encode
 from atelier.errors import ImageRejected
@@ -68,6 +69,23 @@ def anime_renderer(model: str | None) -> tuple[Callable[[Any], Any], str]:
     return load_model(path).stylize, notice
 
 
+def parse_strength(text: str) -> float:
+    """``--strength``: a number from 0 to 1, or argparse's usage error saying so."""
+    try:
+        return options.STRENGTH.parse("--strength", text)
+    except options.InvalidOption as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def style_renderer(name: str, strength: float | None) -> Callable[[Any], Any]:
+    """A CPU style's render at ``strength`` (its tuned default when None)."""
+    style = styles.get(name)
+    if strength is None:
+        return style.render
+    style.params({"strength": strength})  # a ValueError now rather than on the first photo
+    return functools.partial(style.render, strength=strength)
+
+
 @dataclass
 class Row:
     """One line of the summary table."""
@@ -88,9 +106,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err_console.print(f"[red]{exc}[/red]")
         return 2
-    renderers: dict[str, Callable[[Any], Any]] = {n: styles.get(n).render for n in names if n != ANIME}
+    try:
+        renderers = {n: style_renderer(n, args.strength) for n in names if n != ANIME}
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        return 2
     notes: dict[str, str] = {}
     if ANIME in names:
+        if args.strength is not None:
+            err_console.print("note: --strength applies to the CPU styles; anime ignores it")
         try:
             renderers[ANIME], notes[ANIME] = anime_renderer(args.model)
         except FileNotFoundError as exc:
@@ -208,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--style", "-s", default="all", help="comma-separated styles (anime too), or all (default)"
     )
     p.add_argument("--model", default=None, help="anime model: a manifest name or an .onnx path")
+    p.add_argument(
+        "--strength",
+        type=parse_strength,
+        default=None,
+        metavar="X",
+        help="0..1: how strongly each CPU style transforms the photo (default: each style's own)",
+    )
     p.add_argument("--output", "-o", required=True, metavar="OUTDIR")
     p.add_argument("--format", "-f", default="same", choices=("same", *FORMATS), help="output format")
     p.add_argument("--gallery", action="store_true", help="also write OUTDIR/index.html")

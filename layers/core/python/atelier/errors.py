@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-Reason = Literal["too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt"]
-REASONS: tuple[Reason, ...] = ("too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt")
+Reason = Literal["too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt", "invalid_option"]
+REASONS: tuple[Reason, ...] = (
+    "too_large_bytes",
+    "too_many_pixels",
+    "unsupported_format",
+    "corrupt",
+    "invalid_option",  # the upload asks for an option no render can honour (a strength of 1.5)
+)
 
 
 class ImageRejected(Exception):

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from atelier import keys, models
+from atelier import keys, options
 from atelier.limits import Limits
+from atelier.options import STYLE_OPTIONS as STYLE_OPTIONS  # re-exported: the options each style takes
+from atelier.options import InvalidOption
 
 IMAGE_RECORD = "#image"  # the status item of the image itself, beside one item per style
 CONTENT_TYPES: dict[str, tuple[str, ...]] = {
@@ -31,11 +33,6 @@ MAX_FILENAME_CHARS = 255  # what a file system allows; longer is not a file name
 KEY_FILENAME_CHARS = 100  # what the key keeps of it
 TERMINAL_STATES = frozenset({"done", "rejected", "failed"})
 REQUEST_FIELDS = frozenset({"filename", "content_type", "size", "styles", "options"})
-# Options of the styles that take any; a style is only accepted if the caller lists it as available.
-STYLE_OPTIONS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "anime": {"model": tuple(m.name for m in models.load_manifest() if m.task == "anime")},
-    "upscale": {"factor": (2, 3, 4)},
-}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNSAFE = re.compile(r"[^\w .()+,=@-]", re.UNICODE)  # kept: letters, digits, and a few harmless marks
@@ -170,23 +167,10 @@ def _options(value: Any, styles: Sequence[str]) -> dict[str, dict[str, Any]]:
     for style, given in value.items():
         if style not in styles:
             raise UploadRefused("invalid_option", f"options for {style!r}, a style not requested", "options")
-        known = STYLE_OPTIONS.get(style, {})
-        if not isinstance(given, dict):
-            raise UploadRefused("invalid_option", f"options of {style!r} must be an object", "options")
-        for name, choice in given.items():
-            if name not in known:
-                takes = ", ".join(known) or "no options"
-                raise UploadRefused(
-                    "invalid_option", f"style {style!r} has no option {name!r}; it takes {takes}", "options"
-                )
-            allowed = known[name]
-            if isinstance(choice, bool) or choice not in allowed:
-                raise UploadRefused(
-                    "invalid_option",
-                    f"{style}.{name} must be one of {', '.join(map(str, allowed))}, not {choice!r}",
-                    "options",
-                )
-        out[style] = dict(given)
+        try:
+            out[style] = options.check(style, given, STYLE_OPTIONS)
+        except InvalidOption as exc:
+            raise UploadRefused("invalid_option", exc.message, "options") from None
     return out
 
 

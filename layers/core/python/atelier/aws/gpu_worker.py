@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from atelier import keys, styles
+from atelier import keys, options, styles
 from atelier.aws import wiring
 from atelier.aws.sqs import SqsJobQueue
 from atelier.config import AppConfig, ConfigError
@@ -30,11 +29,8 @@ def scale_of(key: str, metadata: dict[str, str]) -> int:
     """The upload's scale: metadata ``scale`` or the upload API's option, a ``x2|x3|x4`` folder, else 4."""
     meta = {k.lower(): v for k, v in metadata.items()}
     wanted = meta.get("scale", "").lower().lstrip("x")
-    if not wanted and meta.get("options"):  # x-amz-meta-options: {"upscale": {"factor": 2}}
-        try:
-            wanted = str(json.loads(meta["options"]).get(keys.UPSCALE, {}).get("factor", ""))
-        except (ValueError, AttributeError):
-            wanted = ""
+    if not wanted:  # x-amz-meta-options: {"upscale": {"factor": 2}}
+        wanted = str(options.option_of(metadata, keys.UPSCALE, "factor") or "")
     if wanted.isdigit() and int(wanted) in SCALES:
         return int(wanted)
     parts = key.split("/")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from atelier import models
+from atelier import models, options
 from atelier.anime import PROVIDERS, AnimeModel, load_model, obtain_model_file
 from atelier.aws import wiring
 from atelier.aws.lambda_style import Handler, style_handler
@@ -38,12 +38,8 @@ def variant(key: str, metadata: dict[str, str], default: str) -> str:
     if len(parts) > 3 and parts[1] == STYLE and parts[2] in known:
         return parts[2]
     meta = {k.lower(): v for k, v in metadata.items()}
-    wanted = meta.get("model", "")
-    if not wanted and meta.get("options"):  # the upload API's x-amz-meta-options: {"anime": {"model": …}}
-        try:
-            wanted = str(json.loads(meta["options"]).get(STYLE, {}).get("model", ""))
-        except (ValueError, AttributeError):
-            wanted = ""
+    # else the upload API's x-amz-meta-options: {"anime": {"model": …}}
+    wanted = meta.get("model", "") or str(options.option_of(metadata, STYLE, "model") or "")
     return wanted if wanted in known else default
 
 
@@ -87,4 +83,4 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
             render=lambda bgr: model.stylize(bgr, max_side),
         )
 
-    return style_handler(STYLE, app, resolver, version=f"anime:{default}:{max_side}")
+    return style_handler(STYLE, app, resolver)

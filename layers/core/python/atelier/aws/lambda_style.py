@@ -19,30 +19,34 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atelier import keys, styles
 from atelier.aws import wiring
-from atelier.pipeline import Outcome, StyleJob, render_object
-from atelier.storage import NotFound, StoreError
+from atelier.pipeline import Outcome, StyleJob, render_object, style_job
+from atelier.storage import NotFound, ObjectHead, StoreError
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 JobResolver = Callable[[str, dict[str, str]], StyleJob]
+
+
+def cpu_resolver(style: styles.Style) -> JobResolver:
+    """The job of a CPU style per upload: its renderer at the options the object's metadata asks for."""
+
+    def resolve(key: str, metadata: dict[str, str]) -> StyleJob:
+        return style_job(style, metadata)
+
+    return resolve
 
 
 def style_handler(
     style_name: str,
     adapters: wiring.Adapters | None = None,
     resolver: JobResolver | None = None,
-    version: str = "",
 ) -> Handler:
     """Build the handler of one style; everything expensive is built here, once per container.
 
     ``resolver`` picks the job per upload from its key and metadata (the anime model variant, say);
-    without it the style's own renderer with its defaults is used. ``version`` names what a resolver's
-    jobs depend on (the default model), for the idempotency key.
+    without it the style's own renderer runs with the options the object's metadata asks for (its
+    ``strength``; see :func:`atelier.pipeline.style_job`). The job's fingerprint is in the idempotency key.
     """
-    fixed = None
-    if resolver is None:
-        style = styles.get(style_name)
-        fixed = StyleJob(style.name, style.fingerprint(), style.render)
-    job_version = fixed.fingerprint if fixed is not None else version
+    resolve = resolver or cpu_resolver(styles.get(style_name))
     service = f"atelier-{style_name}"
     logger = Logger(service=service)
     tracer = Tracer(service=service)
@@ -53,15 +57,7 @@ def style_handler(
     ttl_seconds = app.config.status_ttl_days * 86400
 
     @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=idempotency)
-    def render_once(request: dict[str, str]) -> dict[str, Any]:
-        job = fixed
-        if job is None:
-            assert resolver is not None
-            try:
-                head = app.store.head(request["key"])
-            except NotFound:
-                return {"state": "skipped", "style": style_name, "message": "the object was deleted"}
-            job = resolver(request["key"], dict(head.metadata))
+    def render_once(request: dict[str, str], job: StyleJob, head: ObjectHead) -> dict[str, Any]:
         outcome = render_object(
             app.store,
             app.status,
@@ -72,8 +68,19 @@ def style_handler(
             styles.CPU_STYLES,
             expires_at=int(time.time()) + ttl_seconds,
             cache=app.cache,
+            head=head,
         )
         return outcome.as_dict()
+
+    def render(bucket: str, key: str, etag: str) -> dict[str, Any]:
+        # The one HeadObject of the event: its metadata picks the job, and render_object reuses it.
+        try:
+            head = app.store.head(key)
+        except NotFound:
+            return {"state": "skipped", "style": style_name, "message": "the object was deleted"}
+        job = resolve(key, dict(head.metadata))
+        request = {"bucket": bucket, "key": key, "etag": etag, "style": style_name}
+        return render_once(request={**request, "style_version": job.fingerprint}, job=job, head=head)
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
@@ -87,15 +94,8 @@ def style_handler(
         if not keys.is_incoming(key):
             logger.warning("ignored: not an upload")
             return {"state": "skipped", "style": style_name, "message": "not under incoming/"}
-        request = {
-            "bucket": event.detail.bucket.name,
-            "key": key,
-            "etag": obj.etag.strip('"'),
-            "style": style_name,
-            "style_version": job_version,
-        }
         try:
-            result = render_once(request=request)
+            result = render(event.detail.bucket.name, key, obj.etag.strip('"'))
         except IdempotencyAlreadyInProgressError:
             # a copy of this event is rendering right now; if it fails, its own retry takes over
             logger.info("duplicate delivery while the first one is in progress")
