@@ -8,7 +8,7 @@ SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test setup native lint typecheck validate build unit integration bench clean
+.PHONY: run test setup native lint typecheck validate build unit integration bench look clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ $(OV_VENV)/.installed: infra/anime-image/requirements.txt layers/deps/requiremen
 # Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+# Debian's G'MIC, only for the comparison column of `make look` (never a dependency of the product);
+# waits up to two minutes for an apt/dpkg lock held by another job.
+/usr/bin/gmic:
+	apt-get -o DPkg::Lock::Timeout=120 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq gmic >/dev/null
 
 # The compiled pHash kernel, next to atelier/phash.py (the editable install finds it there).
 native:
@@ -72,6 +78,10 @@ test: setup lint typecheck validate build
 
 bench: $(VENV)/.installed native
 	$(BIN)/python bench/npr.py --quick
+
+# Contact sheets of the styles beside OpenCV's and G'MIC's, into out/look/ (bench/look.py).
+look: $(VENV)/.installed native /usr/bin/gmic
+	$(BIN)/python bench/look.py
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 Each cell is a fresh process that does what a Lambda does for one style: read the JPEG bytes, decode,
 render, encode a JPEG (quality 90), with ``cv2.setNumThreads(2)``. It reports wall times and its peak RSS.
+The "Lambda cost" section prices 1,000 6 MP photos in all four styles on Lambda at 1,769 MB, which is one
+vCPU, from a second run of the 6 MP cells with ``cv2.setNumThreads(1)``.
 The reference needs ``cv2.xphoto`` (opencv-contrib), so it runs in its own virtualenv, bench/.venv-ref,
 made on first use with ``python3 -m venv`` and pip (or ahead of time with ``--setup-ref``).
 
@@ -32,6 +34,13 @@ SIZES = {1: (1224, 816), 6: (3072, 2048), 12: (4240, 2832), 24: (6000, 4000)}
 CAP = 1920
 THREADS = 2
 WARM_REPEATS = 3
+
+# Lambda, x86_64, on-demand: at 1,769 MB a function has the equivalent of one vCPU.
+LAMBDA_MB = 1769
+LAMBDA_GB_SECOND_USD = 0.0000166667
+LAMBDA_REQUEST_USD = 0.20 / 1e6
+LAMBDA_PHOTOS = 1000
+LAMBDA_MP = 6
 
 
 # ---------------------------------------------------------------- test photos
@@ -98,7 +107,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker(impl: str, style: str, path: str, warm: int) -> None:
+def worker(impl: str, style: str, path: str, warm: int, threads: int = THREADS) -> None:
     """Decode, render, encode once (cold), then time ``warm`` more renders; print one JSON line."""
     t0 = time.perf_counter()
     if impl == "atelier":
@@ -107,7 +116,7 @@ def worker(impl: str, style: str, path: str, warm: int) -> None:
     import cv2
     import numpy as np
 
-    cv2.setNumThreads(THREADS)
+    cv2.setNumThreads(threads)
     if impl == "atelier":
 
         def render(bgr: Any, name: str) -> Any:
@@ -124,17 +133,18 @@ def worker(impl: str, style: str, path: str, warm: int) -> None:
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     t_decode = time.perf_counter() - t
     cold: dict[str, float] = {}
+    encode_each: dict[str, float] = {}
     encoded = 0
-    t_encode = 0.0
     for name in names:
         t = time.perf_counter()
         out = render(bgr, name)
         cold[name] = time.perf_counter() - t
         t = time.perf_counter()
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        t_encode += time.perf_counter() - t
+        encode_each[name] = time.perf_counter() - t
         encoded += len(buf) if ok else 0
         del out, buf
+    t_encode = sum(encode_each.values())
     peak_mb = peak_rss_mb()
     warm_times: dict[str, list[float]] = {name: [] for name in names}
     totals = []
@@ -152,6 +162,8 @@ def worker(impl: str, style: str, path: str, warm: int) -> None:
                 "decode": t_decode,
                 "cold": cold,
                 "encode": t_encode,
+                "encode_each": encode_each,
+                "threads": threads,
                 "pipeline": t_decode + sum(cold.values()) + t_encode,
                 "warm": {k: statistics.median(v) for k, v in warm_times.items() if v},
                 "warm_total": statistics.median(totals) if totals else None,
@@ -175,12 +187,18 @@ def ensure_ref_venv() -> Path:
     return py
 
 
-def run_cell(python: str, impl: str, style: str, photo: Path, warm: int) -> dict[str, Any]:
+def run_cell(
+    python: str, impl: str, style: str, photo: Path, warm: int, threads: int = THREADS
+) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(HERE)  # so ``import npr`` works in the reference venv, which lacks atelier
-    cmd = [python, "-c", "import sys, npr; npr.worker(*sys.argv[1:4], int(sys.argv[4]))"]
+    code = "import sys, npr; npr.worker(*sys.argv[1:4], int(sys.argv[4]), int(sys.argv[5]))"
     res = subprocess.run(
-        [*cmd, impl, style, str(photo), str(warm)], capture_output=True, text=True, env=env, check=False
+        [python, "-c", code, impl, style, str(photo), str(warm), str(threads)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if res.returncode != 0:
         raise RuntimeError(f"{impl}/{style}/{photo.name} failed:\n{res.stderr[-2000:]}")
@@ -235,6 +253,66 @@ def fidelity(photo: Path) -> list[tuple[str, float, float, float, float]]:
     return rows
 
 
+def lambda_seconds(runs: list[dict[str, Any]], style: str) -> float:
+    """Billed seconds of a warm invocation of ``style``: decode + warm render + encode, rounded up to 1 ms."""
+    t = median_of(runs, "decode") + median_of(runs, "warm", style) + median_of(runs, "encode_each", style)
+    return math.ceil(t * 1000) / 1000
+
+
+def lambda_cost(single: dict[str, list[dict[str, Any]]], two_threads: dict[tuple[str, str], float]) -> None:
+    """Print the cost of LAMBDA_PHOTOS photos of LAMBDA_MP MP in every style, with the formula's inputs.
+
+    ``single`` holds the one-thread runs per implementation; ``two_threads`` the warm render times of the
+    main (two-thread) run at that size per (implementation, style), shown beside them when there.
+    """
+    gb = LAMBDA_MB / 1024
+    requests = LAMBDA_PHOTOS * len(STYLES)
+    print(f"\n## Lambda cost: {LAMBDA_PHOTOS:,} photos of {LAMBDA_MP} MP in all four styles\n")
+    print(
+        "cost = photos x sum over styles of (billed s x memory GB x price per GB-s + price per request)\n\n"
+        f"- memory: {LAMBDA_MB} MB = {gb:.4f} GB, which Lambda gives one vCPU, so the times are\n"
+        "  measured with cv2.setNumThreads(1) (a fresh process per cell, median of the warm renders)\n"
+        f"- price (x86_64): ${LAMBDA_GB_SECOND_USD:.10f} per GB-second, "
+        f"${LAMBDA_REQUEST_USD * 1e6:.2f} per million requests\n"
+        f"- photos: {LAMBDA_PHOTOS:,}, one invocation per style: {requests:,} requests\n"
+        "- billed s = decode + render + JPEG encode of one warm invocation, rounded up to 1 ms;\n"
+        "  not counted: the S3 GET/PUT and status writes (their time and their own prices) and the\n"
+        "  init phase of cold starts\n"
+    )
+    for impl, runs in single.items():
+        rows = []
+        total_s = total_usd = 0.0
+        for style in STYLES:
+            billed = lambda_seconds(runs, style)
+            usd = LAMBDA_PHOTOS * (billed * gb * LAMBDA_GB_SECOND_USD + LAMBDA_REQUEST_USD)
+            total_s += billed
+            total_usd += usd
+            row = [style, f"{median_of(runs, 'warm', style):.3f}"]
+            two = two_threads.get((impl, style))
+            row.append("-" if two is None else f"{two:.3f}")
+            row += [f"{billed:.3f}", f"{billed * gb:.4f}", f"{usd:.4f}"]
+            rows.append(row)
+        rows.append(["all four", "", "", f"{total_s:.3f}", f"{total_s * gb:.4f}", f"{total_usd:.4f}"])
+        print(
+            f"{impl} (decode {median_of(runs, 'decode'):.3f} s at 1 thread; "
+            f"init, not counted: {median_of(runs, 'import'):.2f} s of imports per cold start)\n"
+        )
+        headers = [
+            "style",
+            "render s, 1 thread",
+            "render s, 2 threads",
+            "billed s",
+            "GB-s",
+            f"USD per {LAMBDA_PHOTOS:,} photos",
+        ]
+        print(table(headers, rows))
+        print(
+            f"\n{impl}: ${total_usd:.4f} per {LAMBDA_PHOTOS:,} photos, "
+            f"of which requests ${requests * LAMBDA_REQUEST_USD:.4f} "
+            f"(${total_usd / LAMBDA_PHOTOS * 1e6:.0f} per million photos)\n"
+        )
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
@@ -250,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, help="fresh processes per cell (default 3, quick 1)")
     ap.add_argument("--no-ref", action="store_true", help="skip the reference pipeline")
     ap.add_argument("--no-ssim", action="store_true", help="skip the full-size SSIM check")
+    ap.add_argument("--no-lambda", action="store_true", help="skip the one-thread cells and the Lambda cost")
     ap.add_argument("--setup-ref", action="store_true", help="only create bench/.venv-ref")
     args = ap.parse_args(argv)
     import atelier  # noqa: F401  (before cv2, as in worker())
@@ -276,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                 key = (impl, style, mp)
                 results[key] = [run_cell(py, impl, style, photos[mp], warm) for _ in range(repeats)]
                 print(f"  done {impl:9s} {style:10s} {mp:>2} MP", file=sys.stderr, flush=True)
+    single: dict[str, list[dict[str, Any]]] = {}
+    if not args.no_lambda:
+        photo = photos.get(LAMBDA_MP) or make_photo(LAMBDA_MP)
+        for impl, py in impls:
+            single[impl] = [run_cell(py, impl, "all", photo, WARM_REPEATS, 1) for _ in range(repeats)]
+            print(f"  done {impl:9s} all, 1 thread {LAMBDA_MP:>2} MP", file=sys.stderr, flush=True)
 
     print("\n## Per style: fresh process, decode + render + JPEG encode (median)\n")
     headers = ["MP", "style", "render s", "pipeline s", "peak RSS MiB"]
@@ -319,15 +404,51 @@ def main(argv: list[str] | None = None) -> int:
 
     if len(sizes) > 1:
         print("\n## Growth with pixels (exponent b in cost ~ MP^b, fitted over the sizes run)\n")
+        print(
+            "b = 1: cost in proportion to pixels (ms per MP constant); b < 1: part of it is fixed, or\n"
+            "the work is done on a capped copy; b > 1: faster than linear. 'cold' is the first render in\n"
+            "a fresh process (one-off set-up included), 'warm' the median of later renders of one array.\n"
+        )
         rows = []
         mps = [float(m) for m in sizes]
         for impl, _ in impls:
             for style in STYLES:
                 times = [median_of(results[(impl, style, m)], "cold", style) for m in sizes]
+                warm_t = [median_of(results[(impl, "all", m)], "warm", style) for m in sizes]
                 rss = [median_of(results[(impl, style, m)], "peak_mb") for m in sizes]
                 per_mp = ", ".join(f"{t / m * 1e3:.0f}" for t, m in zip(times, mps, strict=True))
-                rows.append([impl, style, f"{slope(mps, times):.2f}", f"{slope(mps, rss):.2f}", per_mp])
-        print(table(["impl", "style", "time b", "peak RSS b", "render ms per MP"], rows))
+                warm_mp = ", ".join(f"{t / m * 1e3:.0f}" for t, m in zip(warm_t, mps, strict=True))
+                rows.append(
+                    [
+                        impl,
+                        style,
+                        f"{slope(mps, times):.2f}",
+                        f"{slope(mps, warm_t):.2f}",
+                        f"{slope(mps, rss):.2f}",
+                        per_mp,
+                        warm_mp,
+                    ]
+                )
+        headers = [
+            "impl",
+            "style",
+            "cold time b",
+            "warm time b",
+            "peak RSS b",
+            "cold ms per MP",
+            "warm ms per MP",
+        ]
+        print(table(headers, rows))
+
+    if single:
+        two: dict[tuple[str, str], float] = {}
+        if LAMBDA_MP in sizes:
+            two = {
+                (impl, s): median_of(results[(impl, "all", LAMBDA_MP)], "warm", s)
+                for impl in single
+                for s in STYLES
+            }
+        lambda_cost(single, two)
 
     if not args.no_ssim and 6 in photos:
         print("\n## Full-size fidelity at 6 MP (SSIM, skimage structural_similarity)\n")
