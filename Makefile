@@ -29,15 +29,16 @@ $(OV_VENV)/.installed: infra/anime-image/requirements.txt layers/deps/requiremen
 	$(OV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/anime-image/requirements.txt
 	touch $@
 
+# Debian packages are installed waiting up to five minutes for an apt/dpkg lock another job holds.
+APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
+
 # Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
 /usr/bin/chromium:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	$(APT) update -qq && $(APT) install -y -qq chromium >/dev/null
 
-# Debian's G'MIC, only for the comparison column of `make look` (never a dependency of the product);
-# waits up to two minutes for an apt/dpkg lock held by another job.
+# Debian's G'MIC, only for the comparison column of `make look` (never a dependency of the product).
 /usr/bin/gmic:
-	apt-get -o DPkg::Lock::Timeout=120 update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq gmic >/dev/null
+	$(APT) update -qq && $(APT) install -y -qq gmic >/dev/null
 
 # The compiled pHash kernel, next to atelier/phash.py (the editable install finds it there).
 native:
