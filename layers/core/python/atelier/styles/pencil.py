@@ -16,12 +16,24 @@ DEFAULTS: dict[str, float | int] = {"strength": 0.35}
 # all given relative to the image size, so the look does not depend on resolution.
 _WORK_PIXELS = 800_000
 _DIRECTIONS = 8
-_STRIP = 64
+_STRIP = 48
 # Hatching texture: seeded noise on a grid of this many cells along the longer side, smeared into strokes.
 _TEXTURE_CELLS = 900
 # Paper tooth: a finer grain, strong enough to see at 100 % on a 12 MP drawing, averaged away when reduced.
 _TOOTH_CELLS = 1600
 _TOOTH_UNIT = 192.0
+# Fine strokes: this many stroke spacings along the longer side (4 px apart at 4000 px), each this share
+# of a spacing wide, at this angle; between strokes the paper keeps this share of the mean darkness.
+_STROKES = 1000
+_STROKE_WIDTH = 0.55
+_ANGLE = -40.0
+_GAP = 0.04
+# Stroke segments are this many spacings long on average; this share of them is lifted (left blank).
+_SEGMENT = 14.0
+_LIFTS = 0.2
+# The strokes wander across their direction by this many spacings, on a grid of this many cells.
+_WARP = 0.6
+_WARP_CELLS = 60
 
 
 def render(bgr: np.ndarray, strength: float = 0.35) -> np.ndarray:
@@ -37,11 +49,25 @@ def render(bgr: np.ndarray, strength: float = 0.35) -> np.ndarray:
     # (measured: grain of 4 levels on a 1 MP photo moves mean luma by at most 0.3 levels).
     soft = cv2.GaussianBlur(luma, (0, 0), max(0.5, 0.0015 * size))
     strokes = _stroke_map(soft, size, k)
-    tone = _tone_map(soft, k)
-    pencil = _textured(tone)
-    cv2.multiply(pencil, strokes, dst=pencil)
-    out_small = _colour(pencil, ycc, k)
-    return _enlarge(out_small, f, h, w)
+    sh, sw = soft.shape
+    pressure = _pressure(sh, sw)
+    hatch = _Hatch(h, w)
+    # Lu et al. draw the tone J as H**beta with beta = ln J / mean ln H; here the exponent is J's log
+    # times D, the hatching's darkness over its mean, and J is first darkened so that the drawn mean
+    # E[J**D] (lighter than J by Jensen's inequality) comes back to J.
+    tone = _tone_map(soft, k, hatch.darkness(pressure, 1024))
+    field = np.empty((sh, sw, 7), np.float32)
+    field[:, :, 0] = np.log(np.maximum(tone, 1e-4))
+    field[:, :, 1] = np.log(np.maximum(strokes, 1e-4))
+    field[:, :, 2] = pressure
+    field[:, :, 3] = _warp(sh, sw)
+    cr = ycc[:, :, 1].astype(np.float32) - 128.0
+    cb = ycc[:, :, 2].astype(np.float32) - 128.0
+    # YCrCb to BGR is linear: each channel is Y plus these chroma offsets (OpenCV's coefficients).
+    field[:, :, 4] = cb * np.float32(1.773)
+    field[:, :, 5] = cr * np.float32(-0.714) - cb * np.float32(0.344)
+    field[:, :, 6] = cr * np.float32(1.403)
+    return _draw(field, f, h, w, hatch, k)
 
 
 def _stroke_map(soft: np.ndarray, size: float, k: float) -> np.ndarray:
@@ -124,7 +150,7 @@ def _line_kernel(length: int, theta: float) -> np.ndarray:
     return kern / max(float(kern.sum()), 1e-6)
 
 
-def _tone_map(soft: np.ndarray, k: float) -> np.ndarray:
+def _tone_map(soft: np.ndarray, k: float, darkness: np.ndarray) -> np.ndarray:
     """Histogram matching of the luma to Lu et al.'s three-layer pencil tone distribution."""
     v = np.arange(256, dtype=np.float64) / 255.0
     bright = np.exp(-(1.0 - v) / (9.0 / 255.0)) / (9.0 / 255.0)
@@ -142,7 +168,7 @@ def _tone_map(soft: np.ndarray, k: float) -> np.ndarray:
     hist = np.minimum(hist, limit) + excess / 256.0
     cdf = np.cumsum(hist)
     cdf = (cdf - 0.5 * hist) / cdf[-1]
-    lut = np.interp(cdf, target_cdf, v)
+    lut = _unbias(np.interp(cdf, target_cdf, v), darkness)
     # The 256-entry LUT is applied with interpolation so smooth gradients stay smooth.
     x = np.clip(soft * np.float32(255.0), 0.0, 254.999)
     idx = x.astype(np.int32)
@@ -174,59 +200,130 @@ def _grid(h: int, w: int, cells: int) -> tuple[int, int]:
     return cells, max(1, round(cells * w / h))
 
 
-def _textured(tone: np.ndarray) -> np.ndarray:
-    """The tone drawn with the hatching texture H as H**beta (Lu et al.), so that H**beta follows the tone.
+class _Hatch:
+    """Fine pencil strokes evaluated per output pixel: a seeded grating across the stroke direction.
 
-    Instead of their smoothness-regularised least squares, beta is ln(tone) over the local mean of ln(H),
-    box-smoothed: the same smooth beta map at a small fraction of the cost.
+    Each stroke is about half a spacing wide with a one-pixel anti-aliased edge; the spacing is relative
+    to the image (``_STROKES`` along the longer side), and where it falls under a few pixels the strokes
+    fade to their mean, so a small drawing averages to the same tone as a large one reduced.
     """
-    log_h = np.log(_hatching(*tone.shape))
-    mean_log = cv2.blur(log_h, (9, 9))
-    np.minimum(mean_log, -1e-3, out=mean_log)
-    beta = cv2.divide(np.log(np.maximum(tone, 1e-3)), mean_log)
-    beta = cv2.blur(beta, (5, 5))
-    return cv2.exp(cv2.multiply(beta, log_h))
+
+    def __init__(self, h: int, w: int) -> None:
+        self.spacing = max(h, w) / _STROKES
+        self.half = 0.5 * _STROKE_WIDTH * self.spacing
+        self.fade = min(1.0, max(0.0, (self.spacing - 1.5) / 1.5))
+        t = (np.arange(512, dtype=np.float64) + 0.5) / 512.0
+        self.cover = self._cover(t)
+        profile = _GAP + (1.0 - _GAP) * self.cover
+        mean = float(profile.mean())
+        # The darkness over its mean is offset + gain * coverage.
+        self.offset = 1.0 - self.fade + self.fade * _GAP / mean
+        self.gain = self.fade * (1.0 - _GAP) / mean
+        self.tooth = _tooth(h, w)
+
+    def _cover(self, t: np.ndarray) -> np.ndarray:
+        """Share of a pixel at phase ``t`` (0..1 across a spacing) covered by the stroke at phase 0.5."""
+        return np.clip(self.half + 0.5 - self.spacing * np.abs(t - 0.5), 0.0, 1.0)
+
+    def darkness(self, pressure: np.ndarray, count: int) -> np.ndarray:
+        """``count`` seeded samples of the darkness D over the whole drawing (pressure, profile, tooth)."""
+        rng = np.random.default_rng(4242)
+        d = pressure.ravel()[rng.integers(0, pressure.size, count)].astype(np.float64)
+        d *= self.offset + self.gain * self.cover[rng.integers(0, self.cover.size, count)]
+        d *= self.tooth.ravel()[rng.integers(0, self.tooth.size, count)] / _TOOTH_UNIT
+        return d
 
 
-def _colour(pencil: np.ndarray, ycc: np.ndarray, k: float) -> np.ndarray:
-    """Pencil luma with the photo's chroma, fading to white paper where the pencil is light."""
-    y = np.clip(pencil * 255.0 + 0.5, 0, 255)
-    # A low power keeps light strokes coloured (a coloured pencil tints even where it barely touches)
-    # and still fades to white at bare paper.
-    pigment = np.clip(1.0 - pencil, 0.0, 1.0) ** np.float32(0.3) * np.float32(1.5 + 0.3 * k)
-    cr = ycc[:, :, 1].astype(np.float32) - 128.0
-    cb = ycc[:, :, 2].astype(np.float32) - 128.0
-    out = np.empty(ycc.shape, np.uint8)
-    out[:, :, 0] = y.astype(np.uint8)
-    out[:, :, 1] = np.clip(128.5 + cr * pigment, 0, 255).astype(np.uint8)
-    out[:, :, 2] = np.clip(128.5 + cb * pigment, 0, 255).astype(np.uint8)
-    return out
+def _stroke_texture(rows: int, cols: int) -> np.ndarray:
+    """Rows of stroke segments (one row a stroke, one column a spacing along it): seeded lengths and
+    pressures with short lifts between them, tapered at their ends; mean one."""
+    rng = np.random.default_rng(8128)
+    starts = rng.random((rows, cols)) < 1.0 / _SEGMENT
+    segment = np.cumsum(starts, axis=1, dtype=np.intp)
+    level = rng.uniform(0.45, 1.0, (rows, cols + 1))
+    level[rng.random((rows, cols + 1)) < _LIFTS] = 0.0
+    tex = np.take_along_axis(level, segment, axis=1).astype(np.float32)
+    tex = (tex + np.roll(tex, 1, axis=1) + np.roll(tex, -1, axis=1)) * np.float32(1.0 / 3.0)
+    return tex * np.float32(1.0 / float(tex.mean()))
 
 
-def _enlarge(ycc: np.ndarray, f: int, h: int, w: int) -> np.ndarray:
-    """The YCrCb drawing enlarged to ``h`` x ``w`` in BGR, with the graphite grain of the paper's tooth."""
+_STROKE_TEXTURE = _stroke_texture(1024, 1024)
+
+
+def _pressure(h: int, w: int) -> np.ndarray:
+    """The coarse hatching's darkness over its mean: the pencil's pressure, streaked along the strokes."""
+    log_h = np.log(_hatching(h, w))
+    return log_h * np.float32(1.0 / min(float(log_h.mean()), -1e-3))
+
+
+def _warp(h: int, w: int) -> np.ndarray:
+    """A slow seeded offset across the strokes, in stroke spacings, so the strokes wander like drawn ones."""
+    gh, gw = _grid(h, w, _WARP_CELLS)
+    rng = np.random.default_rng(31337)
+    noise = cv2.GaussianBlur(rng.standard_normal((gh + 4, gw + 4), dtype=np.float32), (0, 0), 1.0)
+    noise = noise[2:-2, 2:-2] * np.float32(_WARP / max(float(noise[2:-2, 2:-2].std()), 1e-6))
+    return cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _unbias(lut: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+    """Tones j whose drawn mean E[j**D] over the darkness samples equals ``lut``."""
+    j = np.exp(np.linspace(math.log(1e-3), 0.0, 256))
+    drawn = np.exp(np.log(j)[:, None] * darkness[None, :]).mean(axis=1)
+    return np.interp(lut, drawn, j)
+
+
+def _draw(field: np.ndarray, f: int, h: int, w: int, hatch: _Hatch, k: float) -> np.ndarray:
+    """Pencil strokes per output pixel from the enlarged fields: tone, stroke map, pressure and colour."""
     out = np.empty((h, w, 3), np.uint8)
-    tooth = _tooth(h, w)
+    theta = math.radians(_ANGLE)
+    across_x = np.arange(w, dtype=np.float32) * np.float32(-math.sin(theta) / hatch.spacing)
+    across_y = np.arange(h, dtype=np.float32) * np.float32(math.cos(theta) / hatch.spacing)
+    along_x = np.arange(w, dtype=np.float32) * np.float32(math.cos(theta) / hatch.spacing)
+    along_y = np.arange(h, dtype=np.float32) * np.float32(math.sin(theta) / hatch.spacing)
+    # A low power keeps light strokes coloured (a coloured pencil tints even where it barely touches);
+    # above 96 % luma there is no pigment, so the paper between strokes stays white.
+    level = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    lut = (np.clip((0.96 - level) / 0.96, 0.0, 1.0) ** 0.4 * (2.3 + 0.4 * k)).astype(np.float32)
+    tooth = hatch.tooth
 
     def strip(r0: int, r1: int) -> None:
-        part = ycc[r0:r1] if f == 1 else _up_rows_cubic(ycc, f, r0, r1, w)
-        pigment = cv2.bitwise_not(cv2.cvtColor(part, cv2.COLOR_YCrCb2BGR))
-        t = tooth[r0:r1]
-        cv2.multiply(pigment, cv2.merge((t, t, t)), dst=pigment, scale=1.0 / _TOOTH_UNIT)
-        cv2.bitwise_not(pigment, dst=out[r0:r1])
+        part = field[r0:r1] if f == 1 else F.up_rows(field, f, r0, r1, w)
+        lnj, lns, pressure, warp, db, dg, dr = cv2.split(part)
+        v = np.add(across_x[None, :], across_y[r0:r1, None])
+        v += warp
+        index = np.floor(v)
+        v -= index
+        # Each stroke's own pressure along its length, read from the stroke texture at (along, index).
+        along = np.add(along_x[None, :], along_y[r0:r1, None])
+        own = cv2.remap(_STROKE_TEXTURE, along, index, cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
+        cv2.addWeighted(own, hatch.fade, own, 0.0, 1.0 - hatch.fade, dst=own)
+        pressure *= own
+        v -= np.float32(0.5)
+        np.abs(v, out=v)
+        # Stroke coverage with a one-pixel ramp at its edges, then the darkness D.
+        np.multiply(v, np.float32(-hatch.spacing), out=v)
+        v += np.float32(hatch.half + 0.5)
+        np.clip(v, 0.0, 1.0, out=v)
+        v *= np.float32(hatch.gain)
+        v += np.float32(hatch.offset)
+        v *= pressure
+        grain = np.multiply(tooth[r0:r1], np.float32(1.0 / _TOOTH_UNIT), dtype=np.float32)
+        v *= grain
+        v *= lnj
+        lns *= grain
+        v += lns
+        cv2.exp(v, dst=v)
+        y8 = cv2.convertScaleAbs(v, alpha=255.0)
+        pigment = cv2.LUT(y8, lut)
+        v *= np.float32(255.0)
+        planes = []
+        for o in (db, dg, dr):
+            o *= pigment
+            planes.append(cv2.add(v, o, dtype=cv2.CV_8U))
+        cv2.merge(planes, dst=out[r0:r1])
 
     F.parallel(strip, h, _STRIP)
     return out
-
-
-def _up_rows_cubic(low: np.ndarray, factor: int, r0: int, r1: int, width: int) -> np.ndarray:
-    """Rows ``r0:r1`` of ``low`` enlarged ``factor`` times bicubically: crisper strokes than bilinear."""
-    lh = low.shape[0]
-    la = max(0, r0 // factor - 2)
-    lb = min(lh, (r1 - 1) // factor + 3)
-    block = low[la:lb]
-    up = cv2.resize(block, (block.shape[1] * factor, (lb - la) * factor), interpolation=cv2.INTER_CUBIC)
-    return up[r0 - la * factor : r1 - la * factor, :width]
 
 
 def _tooth(h: int, w: int) -> np.ndarray:
