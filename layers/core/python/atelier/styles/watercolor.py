@@ -293,8 +293,8 @@ def _washes(small: np.ndarray, sigma_s: float, s: float) -> tuple[float, list[np
 
     # Transparent pigment: light, even washes are thinned towards the paper, highlights are bare paper.
     wl = cv2.cvtColor(wash, cv2.COLOR_BGR2GRAY)
-    thin = np.clip((wl - np.float32(0.68)) * np.float32(1.0 / 0.27), 0.0, 1.0)
-    conc = np.float32(0.92) - np.float32(0.92) * thin * thin * (np.float32(0.45) + np.float32(0.55) * flat)
+    thin = np.clip((wl - np.float32(0.76)) * np.float32(1.0 / 0.2), 0.0, 1.0)
+    conc = np.float32(0.95) - np.float32(0.95) * thin * thin * (np.float32(0.45) + np.float32(0.55) * flat)
     wash = np.float32(1.0) - (np.float32(1.0) - wash) * conc[:, :, None]
 
     # Pigment density: pooling on the inside of each wash border, blooms, turbulence and granulation.
