@@ -107,9 +107,27 @@ def test_one_byte_over_the_cap_is_entity_too_large_and_the_cap_itself_lands(
     assert exists(local_stack, at_cap["key"])
 
 
+def test_the_upload_must_be_the_declared_size_even_under_the_cap(
+    api_url: str, local_stack: LocalStack, dispatcher: Dispatcher
+) -> None:
+    declared = 38_702
+    grant = ask(api_url, filename="small.jpg", content_type="image/jpeg", size=declared, styles=["sketch"])
+    for size, code in (
+        (1_300_000, "EntityTooLarge"),
+        (declared + 1, "EntityTooLarge"),
+        (declared - 1, "EntityTooSmall"),
+    ):
+        response = post_file(grant, b"\xff" * size)
+        assert response.status_code == 400 and error_code(response) == code, (size, response.text)
+        assert not exists(local_stack, grant["key"])
+    assert post_file(grant, b"\xff" * declared).status_code == 204
+    assert exists(local_stack, grant["key"])
+
+
 def test_a_text_html_upload_is_refused(api_url: str, local_stack: LocalStack) -> None:
-    grant = ask(api_url, filename="page.jpg", content_type="image/jpeg", size=100, styles=["sketch"])
-    response = post_file(grant, b"<html><script>alert(1)</script></html>", **{"Content-Type": "text/html"})
+    page = b"<html><script>alert(1)</script></html>"
+    grant = ask(api_url, filename="page.jpg", content_type="image/jpeg", size=len(page), styles=["sketch"])
+    response = post_file(grant, page, **{"Content-Type": "text/html"})
     assert response.status_code == 403 and error_code(response) == "AccessDenied"
     assert not exists(local_stack, grant["key"])
     refused = requests.post(
@@ -131,7 +149,7 @@ def test_the_pinned_metadata_cannot_be_changed(api_url: str, local_stack: LocalS
 
 def test_an_expired_policy_is_refused(local_stack: LocalStack) -> None:
     request = uploads.parse_request(
-        {"filename": "late.jpg", "content_type": "image/jpeg", "size": 10, "styles": ["sketch"]},
+        {"filename": "late.jpg", "content_type": "image/jpeg", "size": len(CHELSEA), "styles": ["sketch"]},
         ("sketch",),
         Limits(),
     )

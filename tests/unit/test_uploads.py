@@ -157,7 +157,7 @@ def test_the_plan_pins_size_type_metadata_and_a_server_chosen_key() -> None:
     plan = uploads.plan_upload(request, "dev-user", LIMITS, 600)
     assert keys._ID_RE.match(plan.image_id) and len(plan.image_id) >= 20
     assert plan.key == f"incoming/all/u/dev-user/{plan.image_id}/red flower.jpg"
-    assert ["content-length-range", 1, LIMITS.max_bytes] in plan.conditions
+    assert ["content-length-range", GOOD["size"], GOOD["size"]] in plan.conditions
     assert ["starts-with", "$Content-Type", "image/"] in plan.conditions
     pinned = {k: v for c in plan.conditions if isinstance(c, dict) for k, v in c.items()}
     assert pinned == {
@@ -167,6 +167,17 @@ def test_the_plan_pins_size_type_metadata_and_a_server_chosen_key() -> None:
     }
     assert {k: plan.fields[k] for k in pinned} == pinned and plan.fields["Content-Type"] == "image/jpeg"
     assert uploads.plan_upload(request, "dev-user", LIMITS, 600).image_id != plan.image_id
+
+
+def test_the_policy_pins_the_length_to_the_declared_size_not_the_cap() -> None:
+    request = uploads.parse_request({**GOOD, "size": 38_702}, CPU_STYLES, LIMITS)
+    plan = uploads.plan_upload(request, "dev-user", LIMITS, 600)
+    ranges = [c for c in plan.conditions if isinstance(c, list) and c[0] == "content-length-range"]
+    assert ranges == [["content-length-range", 38_702, 38_702]]
+    assert plan.max_bytes == LIMITS.max_bytes  # the grant still reports the deployment's cap
+    with pytest.raises(ValueError, match="declared size"):  # an unchecked request cannot widen the cap
+        too_big = uploads.UploadRequest("a.jpg", "image/jpeg", 4097, ("sketch",))
+        uploads.plan_upload(too_big, "u", Limits(max_bytes=4096), 60)
 
 
 def test_the_style_handlers_read_back_what_the_policy_pins() -> None:
@@ -292,7 +303,7 @@ def test_post_uploads_grants_a_presigned_post_and_records_the_image(api: Api) ->
     assert fields["key"] == body["key"] and fields["x-amz-meta-styles"] == "sketch,oil"
     assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
     policy = json.loads(base64.b64decode(fields["policy"]))
-    assert ["content-length-range", 1, 4096] in policy["conditions"]
+    assert ["content-length-range", 4000, 4000] in policy["conditions"]  # the declared size, exactly
     assert ["starts-with", "$Content-Type", "image/"] in policy["conditions"]
     for name in ("x-amz-meta-image-id", "x-amz-meta-owner", "x-amz-meta-styles", "key"):
         assert {name: fields[name]} in policy["conditions"]

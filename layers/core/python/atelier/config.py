@@ -45,6 +45,10 @@ class AppConfig:
                 ints[name] = int(env.get(name, str(default)))
             except ValueError as exc:
                 raise ConfigError(f"{name} must be an integer") from exc
+        try:
+            limits = Limits.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         cross = env.get("ATELIER_CACHE_CROSS_OWNER", "false").lower()
         if cross not in ("true", "false"):
             raise ConfigError("ATELIER_CACHE_CROSS_OWNER must be true or false")
@@ -52,7 +56,7 @@ class AppConfig:
             bucket=env["ATELIER_BUCKET"],
             status_table=env["ATELIER_STATUS_TABLE"],
             idempotency_table=env.get("ATELIER_IDEMPOTENCY_TABLE", ""),
-            limits=Limits.from_env(),
+            limits=limits,
             status_ttl_days=ints["ATELIER_STATUS_TTL_DAYS"],
             phash_table=env.get("ATELIER_PHASH_TABLE", ""),
             cache_threshold=ints["ATELIER_CACHE_THRESHOLD"],

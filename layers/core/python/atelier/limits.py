@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MB = 1024 * 1024
 MP = 1_000_000
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -32,12 +33,13 @@ class Limits:
     working_pixels: int = 24 * MP
 
     @classmethod
-    def from_env(cls) -> Limits:
-        """Read ``ATELIER_MAX_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE`` and ``_WORKING_PIXELS``."""
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """Read ``ATELIER_MAX_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE`` and ``_WORKING_PIXELS`` from ``env``."""
+        env = os.environ if env is None else env
         d = cls()
         return cls(
-            max_bytes=_env_int("ATELIER_MAX_BYTES", d.max_bytes),
-            max_pixels=_env_int("ATELIER_MAX_PIXELS", d.max_pixels),
-            max_side=_env_int("ATELIER_MAX_SIDE", d.max_side),
-            working_pixels=_env_int("ATELIER_WORKING_PIXELS", d.working_pixels),
+            max_bytes=_env_int(env, "ATELIER_MAX_BYTES", d.max_bytes),
+            max_pixels=_env_int(env, "ATELIER_MAX_PIXELS", d.max_pixels),
+            max_side=_env_int(env, "ATELIER_MAX_SIDE", d.max_side),
+            working_pixels=_env_int(env, "ATELIER_WORKING_PIXELS", d.working_pixels),
         )

@@ -2,7 +2,8 @@
 
 A photo uploaded for several styles is one object under ``incoming/all/u/<owner>/<image-id>/<file>``; its
 image id, owner and styles travel in the object's metadata, which the POST policy pins with exact-match
-conditions, so the style handlers (see :func:`atelier.keys.describe`) render only what was asked for.
+conditions, so the style handlers (see :func:`atelier.keys.describe`) render only what was asked for. The
+policy also pins the file's length to the size the request declared.
 """
 
 from __future__ import annotations
@@ -241,6 +242,8 @@ def plan_upload(
     image_id = image_id or new_image_id()
     if not keys._ID_RE.match(image_id):
         raise ValueError(f"{image_id!r} is not a valid image id")
+    if not 1 <= request.size <= limits.max_bytes:
+        raise ValueError(f"declared size {request.size} is outside 1..{limits.max_bytes} bytes")
     metadata = {
         "x-amz-meta-image-id": image_id,
         "x-amz-meta-owner": owner,
@@ -250,7 +253,8 @@ def plan_upload(
         metadata["x-amz-meta-options"] = json.dumps(request.options, sort_keys=True, separators=(",", ":"))
     fields = {"Content-Type": request.content_type, **metadata}
     conditions: list[Any] = [
-        ["content-length-range", 1, limits.max_bytes],
+        # exactly the declared size, not up to the cap: S3 answers EntityTooLarge or EntityTooSmall otherwise
+        ["content-length-range", request.size, request.size],
         ["starts-with", "$Content-Type", "image/"],
         *({name: value} for name, value in metadata.items()),
     ]
