@@ -247,3 +247,29 @@ def test_anime_model_variant_is_chosen_by_sub_folder(local_stack: LocalStack, un
     image_id = put(local_stack, key, own_photo(f"anime{unique_id}"))
     item = wait_states(local_stack, image_id, ("anime",))["anime"]
     assert item["state"] == "done" and item["style_fingerprint"].startswith("anime:animeganv2-dev-nhwc:")
+
+
+def test_a_near_duplicate_is_copied_with_its_content_type_and_size(
+    local_stack: LocalStack, unique_id: str
+) -> None:
+    import cv2
+    import numpy as np
+
+    original = own_photo(unique_id)
+    first_id = put(local_stack, f"incoming/sketch/{unique_id}/first.jpg", original)
+    first = wait_states(local_stack, first_id, ("sketch",))["sketch"]
+    img = cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_COLOR)
+    ok, variant = cv2.imencode(
+        ".jpg",
+        cv2.resize(img, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA),
+        [cv2.IMWRITE_JPEG_QUALITY, 75],
+    )
+    assert ok
+    second_id = put(local_stack, f"incoming/sketch/{unique_id}/second.jpg", variant.tobytes())
+    second = wait_states(local_stack, second_id, ("sketch",))["sketch"]
+    assert second["state"] == "done" and second["cache"]["hit"] is True
+    assert second["cache"]["source_image_id"] == first_id
+    head = local_stack.s3.head_object(Bucket=local_stack.bucket, Key=second["output_key"])
+    assert head["ContentType"] == "image/jpeg" and head["Metadata"]["image-id"] == second_id
+    assert (second["width"], second["height"]) == (first["width"], first["height"])
+    assert second["size_bytes"] == first["size_bytes"] == head["ContentLength"]

@@ -112,8 +112,9 @@ def test_upload_under_upscale_reaches_the_queue_and_renders(
     stats = worker_for(local_stack, queue, models).run(until_idle=True)
     assert stats.done == 1 and stats.released == 0
     image_id = keys.drop_in_image_id(key, etag)
-    item = status(local_stack, image_id)["upscale-x2"]
+    item = status(local_stack, image_id)["upscale"]
     assert item["state"] == "done" and item["output_key"] == f"renders/{image_id}/upscale-x2.png"
+    assert item["factor"] == 2
     assert (item["width"], item["height"]) == (128, 96)
     body = local_stack.s3.get_object(Bucket=local_stack.bucket, Key=item["output_key"])["Body"].read()
     assert body[:8] == b"\x89PNG\r\n\x1a\n"
@@ -211,8 +212,8 @@ def test_sigterm_mid_job_finishes_the_job_and_deletes_its_message(
     lines = wait_for_line(proc, "loaded")  # the model loads when the first job starts
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0, "".join(lines)
-    item = status(local_stack, keys.drop_in_image_id(key, etag))["upscale-x4"]
-    assert item["state"] == "done" and (item["width"], item["height"]) == (1280, 960)
+    item = status(local_stack, keys.drop_in_image_id(key, etag))["upscale"]
+    assert item["state"] == "done" and item["factor"] == 4 and (item["width"], item["height"]) == (1280, 960)
     assert queued(local_stack, queue) == 0
 
 

@@ -189,3 +189,43 @@ def test_concurrent_double_upload_leaves_one_index_entry(world: World) -> None:
     assert [r["state"] for r in results] == ["done", "done"]
     bands = world.cache.policy.threshold + 1
     assert world.index_items() == bands + 1  # one entry: its band items and its exact-bytes item
+
+
+def test_a_cache_hit_is_stored_with_the_renders_content_type_and_reports_its_size(world: World) -> None:
+    job = sketch_job()
+    first = world.render("incoming/sketch/a.jpg", world.upload("incoming/sketch/a.jpg", photo()), job)
+    variant = photo(quality=70, scale=0.6)
+    second = world.render("incoming/sketch/b.jpg", world.upload("incoming/sketch/b.jpg", variant), job)
+    assert second["cache"]["hit"] is True and calls(job) == 1
+    head = world.s3.head_object(Bucket=world.bucket, Key=second["output_key"])
+    assert head["ContentType"] == "image/jpeg"  # REPLACE without a ContentType stores binary/octet-stream
+    assert head["Metadata"]["image-id"] == second["image_id"]
+    assert (second["width"], second["height"]) == (first["width"], first["height"])  # the render reused
+    item = {i["style"]: i for i in world.status.get_status(second["image_id"])}["sketch"]
+    assert (item["width"], item["height"]) == (first["width"], first["height"]) and item["format"] == "jpeg"
+    assert item["size_bytes"] == first["size_bytes"]
+
+
+def test_a_cache_hit_on_a_render_without_size_metadata_reads_its_size_from_the_header(world: World) -> None:
+    job = sketch_job()
+    first = world.render("incoming/sketch/a.png", world.upload("incoming/sketch/a.png", png_photo()), job)
+    # a render stored before renders carried their size: only its ContentType and image id
+    world.s3.copy_object(
+        Bucket=world.bucket,
+        Key=first["output_key"],
+        CopySource={"Bucket": world.bucket, "Key": first["output_key"]},
+        Metadata={"image-id": first["image_id"]},
+        ContentType="image/png",
+        MetadataDirective="REPLACE",
+    )
+    second = world.render("incoming/sketch/b.png", world.upload("incoming/sketch/b.png", png_photo()), job)
+    assert second["cache"]["hit"] is True and calls(job) == 1
+    assert world.s3.head_object(Bucket=world.bucket, Key=second["output_key"])["ContentType"] == "image/png"
+    assert (second["width"], second["height"]) == (first["width"], first["height"])
+
+
+def png_photo() -> bytes:
+    img = cv2.imread(str(ROOT / "samples" / "chelsea.jpg"))
+    ok, buf = cv2.imencode(".png", cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    assert ok
+    return buf.tobytes()

@@ -115,7 +115,7 @@ def _upload_models_demo(stack: Any, photo: Path) -> list[tuple[str, str, str]]:
     )
     key = f"{keys.INCOMING}upscale/x2/small-{Path(photo.name).stem}.png"
     etag = stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=encode(small, "png"))["ETag"].strip('"')
-    out.append((key, keys.drop_in_image_id(key, etag), "upscale-x2"))
+    out.append((key, keys.drop_in_image_id(key, etag), keys.UPSCALE))
     return out
 
 

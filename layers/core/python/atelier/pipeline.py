@@ -29,7 +29,8 @@ class StyleJob:
     """One style to apply: its name, a fingerprint of its version and parameters, and the renderer.
 
     ``output_name`` names the render file (default: the style), ``output_format`` forces a format
-    (default: the input's), and ``requested_as`` is the name an upload asks for it by (default: the style).
+    (default: the input's), ``requested_as`` is the name an upload asks for it by (default: the style), and
+    ``status_fields`` are added to its status item (the upscale's ``factor``).
     A job with a ``refusal`` can never run (the upload asked for an option no render can honour): the
     object ends ``rejected`` with it, unread.
     """
@@ -41,6 +42,7 @@ class StyleJob:
     output_format: Format | None = None
     requested_as: str = ""
     refusal: ImageRejected | None = None
+    status_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _refused(bgr: np.ndarray) -> np.ndarray:
@@ -94,10 +96,12 @@ class Outcome:
     message: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # hit, source_image_id, distance, reason
+    extra: dict[str, Any] = field(default_factory=dict)  # the job's own fields (StyleJob.status_fields)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict without empty fields."""
-        return {k: v for k, v in asdict(self).items() if v not in ("", 0, {}, None)}
+        """A JSON-ready dict without empty fields, the job's own fields beside the others."""
+        fields = {k: v for k, v in asdict(self).items() if k != "extra" and v not in ("", 0, {}, None)}
+        return {**fields, **self.extra}
 
 
 class _Clock:
@@ -148,6 +152,7 @@ def render_object(
     if (job.requested_as or job.name) not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
     outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner, head.etag)
+    outcome.extra = dict(job.status_fields)
 
     def record(o: Outcome) -> Outcome:
         item = {**o.as_dict(), "style_fingerprint": job.fingerprint, "updated_at": int(time.time())}
@@ -180,14 +185,12 @@ def render_object(
             clock.mark("lookup")
             if decision.candidate is not None:
                 reuse = decision.candidate.entry
-                try:
-                    store.copy(reuse.render_key, out_key, _render_metadata(upload.image_id, job))
-                except NotFound:
-                    pass  # the earlier render is gone: render again, then point the entry at the new one
-                else:
+                copied = _copy_render(store, reuse.render_key, out_key, upload.image_id, job, fmt, limits)
+                # None: the earlier render is gone, so render again and point the entry at the new one
+                if copied is not None:
                     clock.mark("copy")
                     outcome.state, outcome.output_key, outcome.format = "done", out_key, fmt
-                    outcome.size_bytes = store.head(out_key).size
+                    outcome.size_bytes, (outcome.width, outcome.height) = copied
                     outcome.cache = {
                         "hit": True,
                         "source_image_id": reuse.image_id,
@@ -206,12 +209,8 @@ def render_object(
         outcome.state, outcome.reason, outcome.message = "rejected", rejected.reason, rejected.message
         outcome.timings_ms = clock.total()
         return record(outcome)
-    store.put(
-        out_key,
-        body,
-        CONTENT_TYPES[fmt],
-        _render_metadata(upload.image_id, job),
-    )
+    height, width = int(art.shape[0]), int(art.shape[1])
+    store.put(out_key, body, CONTENT_TYPES[fmt], _render_metadata(upload.image_id, job, (width, height)))
     clock.mark("write")
     if cache is not None:
         if reuse is not None:
@@ -223,10 +222,43 @@ def render_object(
     outcome.output_key = out_key
     outcome.format = fmt
     outcome.size_bytes = len(body)
-    outcome.height, outcome.width = int(art.shape[0]), int(art.shape[1])
+    outcome.width, outcome.height = width, height
     outcome.timings_ms = clock.total()
     return record(outcome)
 
 
-def _render_metadata(image_id: str, job: StyleJob) -> dict[str, str]:
-    return {"image-id": image_id, "style": job.name, "style-fingerprint": job.fingerprint}
+def _render_metadata(image_id: str, job: StyleJob, size: tuple[int, int]) -> dict[str, str]:
+    return {
+        "image-id": image_id,
+        "style": job.name,
+        "style-fingerprint": job.fingerprint,
+        "width": str(size[0]),
+        "height": str(size[1]),
+    }
+
+
+def _copy_render(
+    store: ObjectStore,
+    source_key: str,
+    dest_key: str,
+    image_id: str,
+    job: StyleJob,
+    fmt: Format,
+    limits: Limits,
+) -> tuple[int, tuple[int, int]] | None:
+    """Copy an earlier render server-side with its Content-Type: (bytes, (width, height)), None if it is gone.
+
+    Its size is in its metadata (one HeadObject); a render stored without it has its header read instead.
+    """
+    try:
+        head = store.head(source_key)
+        meta = {k.lower(): v for k, v in head.metadata.items()}
+        if meta.get("width", "").isdigit() and meta.get("height", "").isdigit():
+            size = int(meta["width"]), int(meta["height"])
+        else:
+            info = probe_reader(lambda n: store.read_range(source_key, 0, n), head.size, limits)
+            size = info.width, info.height
+        store.copy(source_key, dest_key, _render_metadata(image_id, job, size), CONTENT_TYPES[fmt])
+    except (NotFound, ImageRejected):
+        return None
+    return head.size, size

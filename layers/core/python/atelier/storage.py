@@ -55,8 +55,18 @@ class ObjectStore(Protocol):
         """Write ``key``."""
         ...
 
-    def copy(self, source_key: str, dest_key: str, metadata: Mapping[str, str] | None = None) -> None:
-        """Server-side copy (no bytes pass through the caller); NotFound if the source is gone."""
+    def copy(
+        self,
+        source_key: str,
+        dest_key: str,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "",
+    ) -> None:
+        """Server-side copy (no bytes pass through the caller); NotFound if the source is gone.
+
+        Given ``metadata`` or ``content_type``, the copy has these instead of the source's: give both, as
+        a copy with new metadata and no content type is served as ``binary/octet-stream``.
+        """
         ...
 
     def exists(self, key: str) -> bool:

@@ -87,7 +87,7 @@ def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = No
         except NotFound:
             return {"state": "skipped", "source_key": key, "message": "the object was deleted"}
         scale = scale_of(key, dict(head.metadata))
-        name = f"upscale-x{scale}"
+        name = keys.UPSCALE  # the status item's style: what the upload asked for; the factor is a field
         fingerprint = f"edsr-x{scale}:{models.model_path(scale).name}"
         upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
         previous = next((i for i in app.status.get_status(upload.image_id) if i.get("style") == name), None)
@@ -103,8 +103,9 @@ def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = No
             name=name,
             fingerprint=fingerprint,
             render=lambda bgr: upscaler.upscale(bgr, tile=tile),
+            output_name=f"{keys.UPSCALE}-x{scale}",  # renders/<image-id>/upscale-x<factor>.png
             output_format="png",
-            requested_as=keys.UPSCALE,
+            status_fields={"factor": scale},
         )
         etag = str(obj.get("etag", "")).strip('"')
         outcome = render_object(

@@ -75,15 +75,23 @@ class S3ObjectStore:
         except _ERRORS as exc:
             raise translate(exc, f"PutObject {key}") from exc
 
-    def copy(self, source_key: str, dest_key: str, metadata: Mapping[str, str] | None = None) -> None:
-        """CopyObject: the bytes stay in S3."""
+    def copy(
+        self,
+        source_key: str,
+        dest_key: str,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "",
+    ) -> None:
+        """CopyObject: the bytes stay in S3; new metadata replace the source's, ContentType included."""
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": dest_key,
             "CopySource": {"Bucket": self.bucket, "Key": source_key},
         }
-        if metadata is not None:
-            kwargs.update(Metadata=dict(metadata), MetadataDirective="REPLACE")
+        if metadata is not None or content_type:
+            kwargs.update(Metadata=dict(metadata or {}), MetadataDirective="REPLACE")
+        if content_type:
+            kwargs["ContentType"] = content_type
         try:
             self.client.copy_object(**kwargs)
         except _ERRORS as exc:
