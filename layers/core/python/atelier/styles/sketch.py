@@ -32,6 +32,9 @@ _TEX = 1024
 _TILE = 256  # per-pixel graphite grain tile
 _STRIP = 64
 _PAPER = 246.0
+_CORE = 0.4  # share of the ridge's height above which a full-size pixel is on the line
+_RAMP = 3.0  # steepness of that threshold
+_CLOSE = 7  # closing disc (line-copy pixels) that bridges gaps along a ridge
 _SPAN = 1.5  # thresholds in darkness units 0.._SPAN are stored as 0..255
 
 
@@ -212,8 +215,10 @@ def _abstract(
     return dark.astype(np.uint8), line.astype(np.uint8), lut, reach
 
 
-def _sharp_lines(gray: np.ndarray, lut: np.ndarray, coarse: np.ndarray, sigma: float) -> np.ndarray:
-    """Thin line cores (0..255) on the line copy: a fine DoG, kept only where the flow lines are."""
+def _sharp_lines(
+    gray: np.ndarray, lut: np.ndarray, coarse: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Line profile (0..255, 255 on a line's ridge) and pressure (0..255) on the line copy."""
     light: np.ndarray = np.take(lut, gray)
     light = cv2.GaussianBlur(light, (0, 0), 0.8 * sigma, borderType=cv2.BORDER_REPLICATE)
     g2 = cv2.GaussianBlur(light, (0, 0), 1.6 * sigma, borderType=cv2.BORDER_REPLICATE)
@@ -221,9 +226,22 @@ def _sharp_lines(gray: np.ndarray, lut: np.ndarray, coarse: np.ndarray, sigma: f
     gate = cv2.resize(coarse, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
     mask = gate > 24
     scale = max(float(np.percentile(-light[mask], 80.0)) if mask.any() else 0.0, 0.01)
-    fine = np.clip(light * np.float32(-1.3 / scale) + np.float32(0.15), 0.0, 1.0)
+    # Unclipped, so that strong edges keep a peaked profile instead of a wide plateau.
+    fine = np.maximum(light * np.float32(-1.3 / scale) + np.float32(0.15), 0.0)
     fine *= gate
-    return fine.astype(np.uint8)
+    # The ridge's height within reach: a pixel is on the line where the profile nears it, whatever the
+    # pressure, so the enlarged line keeps a fixed relative width; a stronger neighbour also thins a
+    # weaker lobe beside it.
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_CLOSE, _CLOSE))
+    peak = cv2.dilate(fine, disc)
+    # A closing fills the dips between grains along a ridge (valleys narrower than the disc), while a
+    # ridge's peaked cross profile passes unchanged: the line stays a stroke instead of a chain of beads.
+    fine = cv2.erode(peak, disc)
+    # Evened along the line, so that small dips along a ridge do not break it into dashes.
+    peak = cv2.GaussianBlur(peak, (0, 0), 1.5, borderType=cv2.BORDER_REPLICATE)
+    ratio = cv2.divide(fine, np.maximum(peak, np.float32(1.0)), scale=255.0)
+    top = np.float32(255.0)
+    return np.minimum(ratio, top).astype(np.uint8), np.minimum(peak, top).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=1)
@@ -321,11 +339,12 @@ def render(bgr: np.ndarray, strength: float = 0.5) -> np.ndarray:
     small = reduced(gray, _WORK_PIXELS)
     dark_s, line_s, lut, reach_s = _abstract(small, s)
     g = math.sqrt(h * w / _WORK_PIXELS)  # linear size against the working copy
+    press_s = None
     if g > 1.0:
         lg = reduced(gray, _LINE_PIXELS)
         fl = math.sqrt(h * w / lg.size)
         # Line width in full-res pixels grows like the square root of the size.
-        line_s = _sharp_lines(lg, lut, line_s, max(0.6, 1.1 * math.sqrt(g) / fl))
+        line_s, press_s = _sharp_lines(lg, lut, line_s, max(0.6, 1.1 * math.sqrt(g) / fl))
     del gray
 
     def full(plane: np.ndarray) -> np.ndarray:
@@ -335,6 +354,7 @@ def render(bgr: np.ndarray, strength: float = 0.5) -> np.ndarray:
 
     dark = full(dark_s)
     line = full(line_s)
+    press = None if press_s is None else full(press_s)
     reach = [full(p) for p in reach_s]
     del reach_s
     geo, grain_rows, tooth = _hatch_geometry(h, w)
@@ -355,7 +375,7 @@ def render(bgr: np.ndarray, strength: float = 0.5) -> np.ndarray:
     k_hatch = 0.4 + 0.2 * s
     k_line = (0.6 + 0.35 * s) / 255.0
     # Above the working size the line cores are thin: a steeper ramp gives them a crisp edge.
-    l_gain, l_off = (2.0, 1.45) if g > 1.0 else (1.4, 1.15)
+    l_gain, l_off = 1.4, 1.15
     l_a, l_b = 255.0 * l_gain * k_line, 255.0 * l_off
     out = np.empty((h, w), np.uint8)
 
@@ -385,8 +405,13 @@ def render(bgr: np.ndarray, strength: float = 0.5) -> np.ndarray:
             cv2.multiply(c1, gt, dst=c1, scale=1.3 * 1.25 / 255.0)
             cv2.convertScaleAbs(c1, c1, -k_hatch, 255.0)
             cv2.multiply(v, c1, dst=v, scale=1.0 / 255.0)
-        # Lines: a steep ramp on the enlarged potential keeps them thin and crisp at full size.
-        cv2.addWeighted(line[r0:r1], -l_a, line[r0:r1], 0.0, l_b, dst=c1)
+        if press is None:
+            cv2.addWeighted(line[r0:r1], -l_a, line[r0:r1], 0.0, l_b, dst=c1)
+        else:
+            # Coverage: a steep ramp on the enlarged ridge profile, about a pixel wide at the line's edge.
+            cv2.addWeighted(line[r0:r1], _RAMP, line[r0:r1], 0.0, -_RAMP * 255.0 * _CORE, dst=c1)
+            cv2.multiply(c1, press[r0:r1], dst=c1, scale=1.3 * k_line)
+            cv2.bitwise_not(c1, dst=c1)
         cv2.multiply(v, c1, dst=v, scale=1.0 / 255.0)
         # Paper: a faint tooth on warm-white paper.
         cv2.convertScaleAbs(tt, c1, 6.0 / 255.0, _PAPER - 3.0)
