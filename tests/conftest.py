@@ -1,5 +1,6 @@
 """Shared test setup. ``atelier`` is imported first so OpenCV's decode limits are set before cv2 loads."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.local import strict_moto
+from atelier.local.api_server import dev_claims, http_api_event
 from atelier.local.cfn import LocalTemplate
 from atelier.local.dispatcher import LambdaContext
 
@@ -44,6 +46,26 @@ def lambda_context(function: str) -> LambdaContext:
     functions = LocalTemplate.from_file(ROOT / "template.yaml").functions()
     spec = next(f for f in functions if f.logical_id == function)
     return LambdaContext(spec, str(uuid.uuid4()))
+
+
+def call_api(
+    handler: Any, method: str, path: str, body: Any = None, sub: str | None = "dev-user"
+) -> tuple[int, Any]:
+    """One request to the API function as API Gateway sends it (``sub``'s dev claims; None: no claims)."""
+    raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    claims = dev_claims(sub, "https://issuer.example") if sub is not None else {}
+    event = http_api_event(
+        method,
+        path,
+        "",
+        {"content-type": "application/json"},
+        raw,
+        claims=claims,
+        route_key=f"{method} {path}",
+        domain="api.example",
+    )
+    response = handler(event, lambda_context("ApiFunction"))
+    return response["statusCode"], json.loads(response["body"])
 
 
 @pytest.fixture

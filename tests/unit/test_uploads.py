@@ -18,10 +18,9 @@ from atelier.aws.api import api_handler
 from atelier.aws.status import DynamoStatusStore
 from atelier.config import AppConfig
 from atelier.limits import Limits
-from atelier.local.api_server import dev_claims, http_api_event
 from atelier.styles import CPU_STYLES
 from atelier.uploads import UploadRefused, UploadSettings
-from tests.conftest import MotoAws, lambda_context
+from tests.conftest import MotoAws, call_api
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
@@ -265,20 +264,7 @@ class Api:
     handler: Any
 
     def call(self, method: str, path: str, body: Any = None, sub: str | None = "dev-user") -> tuple[int, Any]:
-        raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        claims = dev_claims(sub, "https://issuer.example") if sub is not None else {}
-        event = http_api_event(
-            method,
-            path,
-            "",
-            {"content-type": "application/json"},
-            raw,
-            claims=claims,
-            route_key=f"{method} {path}",
-            domain="api.example",
-        )
-        response = self.handler(event, lambda_context("ApiFunction"))
-        return response["statusCode"], json.loads(response["body"])
+        return call_api(self.handler, method, path, body, sub)
 
     def items(self, image_id: str) -> dict[str, dict[str, Any]]:
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from atelier.aws import wiring
 from atelier.aws.api import api_handler
 from atelier.aws.gpu_worker import build_job
 from atelier.aws.status import DynamoStatusStore
-from atelier.local.api_server import dev_claims, http_api_event
 from atelier.uploads import UploadSettings
-from tests.conftest import MotoAws, lambda_context
+from tests.conftest import MotoAws, call_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,19 +47,7 @@ class Stack:
     handler: Any
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        raw = b"" if body is None else json.dumps(body).encode()
-        event = http_api_event(
-            method,
-            path,
-            "",
-            {"content-type": "application/json"},
-            raw,
-            claims=dev_claims("alice", "https://issuer.example"),
-            route_key=f"{method} {path}",
-            domain="api.example",
-        )
-        response = self.handler(event, lambda_context("ApiFunction"))
-        return response["statusCode"], json.loads(response["body"])
+        return call_api(self.handler, method, path, body, sub="alice")
 
 
 @pytest.fixture
