@@ -1,4 +1,4 @@
-"""Shared pieces of the CPU styles: resolution scale, neighbour differences, guided upsampling."""
+"""Shared pieces of the CPU styles: resolution scale, strip-parallel work, guided upsampling, resizing."""
 
 from __future__ import annotations
 
@@ -16,28 +16,6 @@ REFERENCE_PIXELS = 3072 * 2048
 def scale(height: int, width: int) -> float:
     """Linear size relative to the 3072x2048 reference, where spatial parameters are given in pixels."""
     return math.sqrt(max(1, height * width) / REFERENCE_PIXELS)
-
-
-def steps_along(bgr: np.ndarray, axis: int) -> np.ndarray:
-    """Sum over B, G, R of |difference to the previous pixel| along ``axis``, saturated at 255.
-
-    Element k along the axis is the step from pixel k-1 to pixel k; the first is 0.
-    """
-    h, w = bgr.shape[:2]
-    out = np.zeros((h, w), np.uint8)
-    if bgr.shape[axis] < 2:
-        return out
-    tail = out[:, 1:] if axis == 1 else out[1:]
-    for p in cv2.split(bgr):
-        d = cv2.absdiff(p[:, 1:], p[:, :-1]) if axis == 1 else cv2.absdiff(p[1:], p[:-1])
-        cv2.add(tail, d, dst=tail)
-    return out
-
-
-def add_offset(bgr: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """``bgr + offset`` per channel, saturated to 8 bits; ``offset`` is a single int16 plane."""
-    out = [cv2.add(p, offset, dtype=cv2.CV_8U) for p in cv2.split(bgr)]
-    return cv2.merge(out)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -136,9 +114,13 @@ def nc_pass(
 
 
 def guided_coefficients(
-    guide: np.ndarray, planes: list[np.ndarray], radius: int, eps: float
+    guide: np.ndarray, planes: list[np.ndarray], radius: int, eps: float, a_limit: float | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """He et al.'s guided filter with a grey guide: per plane, ``a`` and ``b`` giving ``a * guide + b``."""
+    """He et al.'s guided filter with a grey guide: per plane, ``a`` and ``b`` giving ``a * guide + b``.
+
+    ``a_limit`` bounds the gain ``a`` to +-a_limit before it is averaged, so a plane never follows the
+    guide more steeply than that.
+    """
     k = (2 * radius + 1, 2 * radius + 1)
 
     def box(x: np.ndarray) -> np.ndarray:
@@ -152,6 +134,8 @@ def guided_coefficients(
         mean_p = box(p)
         cov = cv2.subtract(box(cv2.multiply(guide, p)), cv2.multiply(mean_i, mean_p))
         a = cv2.divide(cov, denom)
+        if a_limit is not None:
+            np.clip(a, -a_limit, a_limit, out=a)
         b = cv2.subtract(mean_p, cv2.multiply(a, mean_i))
         a_planes.append(box(a))
         b_planes.append(box(b))
