@@ -21,7 +21,6 @@ from typing import Any
 
 from atelier import keys, options
 from atelier.limits import Limits
-from atelier.options import STYLE_OPTIONS as STYLE_OPTIONS  # re-exported: the options each style takes
 from atelier.options import InvalidOption
 
 IMAGE_RECORD = "#image"  # the status item of the image itself, beside one item per style
@@ -169,7 +168,7 @@ def _options(value: Any, styles: Sequence[str]) -> dict[str, dict[str, Any]]:
         if style not in styles:
             raise UploadRefused("invalid_option", f"options for {style!r}, a style not requested", "options")
         try:
-            out[style] = options.check(style, given, STYLE_OPTIONS)
+            out[style] = options.check(style, given)
         except InvalidOption as exc:
             raise UploadRefused("invalid_option", exc.message, "options") from None
     return out
