@@ -3,7 +3,7 @@
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class MotoAws:
     dynamodb: Any
     bucket: str
     env: dict[str, str]
+    sqs: Any = None
+    queue_urls: dict[str, str] = field(default_factory=dict)  # by logical id
 
     def config(self, limits: Limits | None = None) -> AppConfig:
         """The application's settings for these resources (no near-duplicate cache unless asked)."""
@@ -38,7 +40,21 @@ class MotoAws:
             self.env["ATELIER_STATUS_TABLE"],
             self.env["ATELIER_IDEMPOTENCY_TABLE"],
             limits or Limits(),
+            dead_letter_queue=self.queue_urls.get("RenderDeadLetterQueue", ""),
         )
+
+    def messages(self, queue: str) -> list[dict[str, Any]]:
+        """Every message now in the queue ``queue`` (a logical id), as JSON when it is JSON, left there."""
+        got = self.sqs.receive_message(
+            QueueUrl=self.queue_urls[queue], MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", [])
+        out = []
+        for message in got:
+            try:
+                out.append(json.loads(message["Body"]))
+            except ValueError:
+                out.append({"body": message["Body"]})
+        return out
 
 
 def lambda_context(function: str) -> LambdaContext:
@@ -84,9 +100,10 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoAws]:
     strict_moto.install()  # DynamoDB's transactions are serializable; moto's are not on their own
     with mock_aws():
         tpl = LocalTemplate.from_file(ROOT / "template.yaml")
-        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+        s3, dynamodb, sqs = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("sqs")
         bucket = tpl.name_of("PhotoBucket")
         s3.create_bucket(Bucket=bucket)
         for table in tpl.tables():
             dynamodb.create_table(**table.create_kwargs)
-        yield MotoAws(s3, dynamodb, bucket, tpl.function_environment())
+        urls = {q.logical_id: sqs.create_queue(QueueName=q.name)["QueueUrl"] for q in tpl.queues()}
+        yield MotoAws(s3, dynamodb, bucket, tpl.function_environment(), sqs, urls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from atelier.aws.status import DynamoStatusStore
 from atelier.cache import CachePolicy
 from atelier.limits import Limits
 from atelier.pipeline import Cache, StyleJob, render_object
+from atelier.status import Board
 from atelier.styles import CPU_STYLES, get
 from tests.conftest import MotoAws
 
@@ -42,7 +44,9 @@ class World:
 
     def render(self, key: str, etag: str, job: StyleJob | None = None) -> dict[str, Any]:
         job = job or sketch_job()
-        out = render_object(self.store, self.status, key, etag, job, Limits(), CPU_STYLES, cache=self.cache)
+        board = Board(self.status, 86400)
+        deadline = int(time.time()) + 60
+        out = render_object(self.store, board, key, etag, job, Limits(), CPU_STYLES, deadline, cache=self.cache)
         return out.as_dict()
 
     def index_items(self) -> int:

@@ -162,8 +162,14 @@ def test_project_style_functions(project: LocalTemplate) -> None:
         )
         assert fn.environment["POWERTOOLS_SERVICE_NAME"] == f"atelier-{style}"
         assert fn.max_retry_attempts == 2
-        assert fn.on_failure is not None and fn.on_failure.type == "SQS"
-        assert fn.on_failure.arn == dlq_arn
+        # after the last retry: the marker, named so it can tell the style from the function's name
+        assert fn.name == f"atelier-test-{style}"
+        assert fn.on_failure is not None and fn.on_failure.type == "Lambda"
+        assert fn.on_failure.arn == functions["DeadLetterFunction"].arn
+        marker = functions["DeadLetterFunction"]
+        assert marker.on_failure is not None and marker.on_failure.arn == dlq_arn
+        assert marker.environment["ATELIER_FUNCTION_PREFIX"] == "atelier-test-"
+        assert fn.environment["ATELIER_DEAD_LETTER_QUEUE_URL"].endswith(dlq_arn.rsplit(":", 1)[-1])
         assert fn.arn == f"arn:aws:lambda:us-east-1:123456789012:function:{fn.name}"
         (rule,) = fn.event_rules
         assert rule.pattern["source"] == ["aws.s3"]

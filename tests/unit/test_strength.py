@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from atelier import cli, options, pipeline, styles, uploads
+from atelier import cli, options, pipeline, status, styles, uploads
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
+from atelier.errors import JobFailed
 from atelier.limits import Limits
 from atelier.uploads import UploadRefused
 from tests.conftest import MotoAws, lambda_context
@@ -151,10 +152,10 @@ def test_the_job_fingerprint_follows_the_strength_and_options_win_over_plain_met
         ({"options": "[1]"}, "x-amz-meta-options must be a JSON object keyed by style"),
     ],
 )
-def test_invalid_options_in_metadata_give_a_refusing_job(metadata: dict[str, str], says: str) -> None:
-    job = pipeline.style_job(styles.get("sketch"), metadata)
-    assert job.refusal is not None and job.refusal.reason == "invalid_option"
-    assert says in job.refusal.message
+def test_invalid_options_in_metadata_fail_the_job(metadata: dict[str, str], says: str) -> None:
+    with pytest.raises(JobFailed) as failed:
+        pipeline.style_job(styles.get("sketch"), metadata)
+    assert failed.value.reason == "invalid_option" and says in failed.value.message
 
 
 # --- the handler under moto ------------------------------------------------------------------------------
@@ -236,19 +237,19 @@ def test_a_drop_in_takes_plain_strength_metadata(moto_aws: MotoAws, seen: dict[s
         ),
     ],
 )
-def test_an_invalid_strength_in_metadata_is_rejected_once_saying_why(
+def test_an_invalid_strength_in_metadata_fails_once_saying_why(
     moto_aws: MotoAws, seen: dict[str, list[float]], metadata: dict[str, str], says: str
 ) -> None:
     event = _put(moto_aws, "incoming/sketch/cat.jpg", metadata)
     handler = style_handler("sketch", _app(moto_aws))
     result = handler(event, ctx())  # returns: Lambda does not retry it
-    assert (result["state"], result["reason"], result["message"]) == ("rejected", "invalid_option", says)
+    assert (result["state"], result["reason"], result["message"]) == ("failed", "invalid_option", says)
     item = _status(moto_aws, result["image_id"], "sketch")
-    assert (item["state"], item["reason"], item["message"]) == ("rejected", "invalid_option", says)
+    assert (item["state"], item["reason"], item["message"]) == ("failed", "invalid_option", says)
     assert seen["sketch"] == [] and _renders(moto_aws) == []
-    view = uploads.status_view(
+    view = status.view(
         result["image_id"],
-        [{"style": uploads.IMAGE_RECORD, "owner": "bucket", "styles": ["sketch"]}, item],
+        [{"style": status.IMAGE_RECORD, "owner": "bucket", "styles": ["sketch"]}, item],
         "bucket",
         0,
     )

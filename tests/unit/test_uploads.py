@@ -189,58 +189,13 @@ def test_the_style_handlers_read_back_what_the_policy_pins() -> None:
     assert described.styles == frozenset({"sketch", "oil"}) and described.filename == "red flower.jpg"
 
 
-def test_status_items_hold_the_image_record_and_a_pending_item_per_style() -> None:
-    plan = uploads.plan_upload(uploads.parse_request(GOOD, CPU_STYLES, LIMITS), "u-1", LIMITS, 600)
-    items = dict(uploads.status_items(plan, now=1000, ttl_seconds=50))
-    assert set(items) == {uploads.IMAGE_RECORD, "sketch", "oil"}
-    image = items[uploads.IMAGE_RECORD]
-    assert (
-        image["owner"] == "u-1"
-        and image["styles"] == ["sketch", "oil"]
-        and image["filename"] == "red flower.jpg"
-    )
-    assert image["created_at"] == 1000 and image["upload_expires_at"] == 1600 and image["expires_at"] == 1050
-    assert items["oil"]["state"] == "pending" and items["oil"]["expires_at"] == 1050
-
-
-def _image(owner: str = "u-1", **extra: Any) -> dict[str, Any]:
-    record = {
-        "style": uploads.IMAGE_RECORD,
-        "owner": owner,
-        "styles": ["sketch", "oil"],
-        "filename": "cat.png",
-    }
-    return {**record, "created_at": 1000, "upload_expires_at": 1600, **extra}
-
-
-def test_the_status_view_hides_unknown_and_other_owners_images() -> None:
-    assert uploads.status_view("img-123456", [], "u-1", 1100) is None
-    assert uploads.status_view("img-123456", [_image(owner="u-2")], "u-1", 1100) is None
-    assert uploads.status_view("img-123456", [{"style": "sketch", "state": "done"}], "u-1", 1100) is None
-
-
-def test_the_status_view_follows_the_upload_from_waiting_to_complete() -> None:
-    pending = {"state": "pending"}
-    view = uploads.status_view("img-123456", [_image(), {"style": "sketch", **pending}], "u-1", 1100)
-    assert view is not None and view["state"] == "awaiting_upload"
-    assert [s["state"] for s in view["styles"]] == ["pending", "pending"]
-    assert view["created_at"] == "1970-01-01T00:16:40Z"
-    expired = uploads.status_view("img-123456", [_image()], "u-1", 1601)
-    assert expired is not None and expired["state"] == "upload_expired"
-    started = {"style": "sketch", "state": "pending", "source_key": "incoming/all/u/u-1/img-123456/cat.png"}
-    assert uploads.status_view("img-123456", [_image(), started], "u-1", 1100)["state"] == "processing"  # type: ignore[index]
-    done = {
-        "style": "sketch",
-        "state": "done",
-        "output_key": "renders/img-123456/sketch.png",
-        "format": "png",
-    }
-    rejected = {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "the PNG has no IHDR"}
-    view = uploads.status_view("img-123456", [_image(), done, rejected], "u-1", 1100)
-    assert view is not None and view["state"] == "complete"
-    sketch, oil = view["styles"]
-    assert sketch["download_name"] == "cat-sketch.png" and sketch["output_key"] == done["output_key"]
-    assert oil == {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "the PNG has no IHDR"}
+def test_the_image_record_holds_who_uploaded_what_and_the_options() -> None:
+    body = {**GOOD, "options": {"oil": {"strength": 0.3}}}
+    plan = uploads.plan_upload(uploads.parse_request(body, CPU_STYLES, LIMITS), "u-1", LIMITS, 600)
+    image = uploads.image_record(plan)
+    assert (image["owner"], image["styles"], image["filename"]) == ("u-1", ["sketch", "oil"], "red flower.jpg")
+    assert image["source_key"] == plan.key and image["declared_bytes"] == GOOD["size"]
+    assert image["options"] == {"oil": {"strength": 0.3}}
 
 
 def test_upload_settings_come_from_the_environment() -> None:

@@ -26,6 +26,7 @@ class AppConfig:
     cache_threshold: int = 6
     cache_ttl_days: int = 30
     cache_cross_owner: bool = False
+    dead_letter_queue: str = ""  # the URL where failed jobs' records go (empty: none)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, idempotency: bool = True) -> AppConfig:
@@ -62,4 +63,5 @@ class AppConfig:
             cache_threshold=ints["ATELIER_CACHE_THRESHOLD"],
             cache_ttl_days=ints["ATELIER_CACHE_TTL_DAYS"],
             cache_cross_owner=cross == "true",
+            dead_letter_queue=env.get("ATELIER_DEAD_LETTER_QUEUE_URL", ""),
         )

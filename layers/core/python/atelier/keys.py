@@ -75,6 +75,16 @@ def describe(key: str, etag: str, metadata: Mapping[str, str], all_styles: Itera
     return Upload(key, image_id, owner, styles, filename)
 
 
+def job_key(etag: str, metadata: Mapping[str, str]) -> str:
+    """What one job of an object is: its bytes (ETag) and its metadata (the options it asks for).
+
+    A copy of the same event has the same key; the same bytes with new metadata (a new strength) do not,
+    so they are a new job, not a replay of one that has ended.
+    """
+    meta = sorted((k.lower(), v) for k, v in metadata.items())
+    return hashlib.sha256(repr((etag, meta)).encode()).hexdigest()[:20]
+
+
 def drop_in_image_id(key: str, etag: str) -> str:
     """A readable, collision-free id: the file's stem and ten hex digits of sha256(key, etag)."""
     stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]

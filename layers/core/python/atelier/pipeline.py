@@ -11,14 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from atelier import keys, options, phash
+from atelier import keys, options, phash, status
 from atelier.cache import CachePolicy, HashIndex, find_reusable, new_entry
 from atelier.decode import decode
 from atelier.encode import CONTENT_TYPES, encode
-from atelier.errors import ImageRejected
+from atelier.errors import ImageRejected, JobFailed
 from atelier.limits import Limits
 from atelier.probe import Format, probe_reader
-from atelier.storage import NotFound, ObjectHead, ObjectStore, StatusStore
+from atelier.status import Board
+from atelier.storage import NotFound, ObjectHead, ObjectStore
 from atelier.styles import Style
 
 Renderer = Callable[[np.ndarray], np.ndarray]
@@ -31,8 +32,6 @@ class StyleJob:
     ``output_name`` names the render file (default: the style), ``output_format`` forces a format
     (default: the input's), ``requested_as`` is the name an upload asks for it by (default: the style), and
     ``status_fields`` are added to its status item (the upscale's ``factor``).
-    A job with a ``refusal`` can never run (the upload asked for an option no render can honour): the
-    object ends ``rejected`` with it, unread.
     """
 
     name: str
@@ -41,12 +40,7 @@ class StyleJob:
     output_name: str = ""
     output_format: Format | None = None
     requested_as: str = ""
-    refusal: ImageRejected | None = None
     status_fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _refused(bgr: np.ndarray) -> np.ndarray:
-    raise AssertionError("a refused job never renders")
 
 
 def style_job(style: Style, metadata: Mapping[str, str]) -> StyleJob:
@@ -54,16 +48,13 @@ def style_job(style: Style, metadata: Mapping[str, str]) -> StyleJob:
 
     The options (``strength``) come from :func:`atelier.options.style_options`, and reach the fingerprint,
     so the near-duplicate cache and the idempotency key tell a render at 0.3 from one at 0.8. Invalid
-    options give a job that refuses, with a message that names the metadata at fault.
+    options raise JobFailed (``invalid_option``) with a message that names the metadata at fault.
     """
     try:
         overrides = options.style_options(metadata, style.name)
         fingerprint = style.fingerprint(overrides)
     except ValueError as exc:  # InvalidOption, or a value the style itself refuses
-        message = str(exc)
-        digest = hashlib.sha256(message.encode()).hexdigest()[:12]
-        refusal = ImageRejected("invalid_option", message)
-        return StyleJob(style.name, f"refused:{digest}", _refused, refusal=refusal)
+        raise JobFailed("invalid_option", str(exc)) from None
     return StyleJob(style.name, fingerprint, functools.partial(style.render, **overrides))
 
 
@@ -79,7 +70,7 @@ class Cache:
 class Outcome:
     """What became of one (object, style): the fields of its status item."""
 
-    state: str  # done | rejected | skipped
+    state: str  # done | rejected | failed (the status item's terminal states) | skipped (nothing written)
     style: str
     image_id: str = ""
     source_key: str = ""
@@ -120,21 +111,24 @@ class _Clock:
 
 def render_object(
     store: ObjectStore,
-    status: StatusStore,
+    board: Board,
     key: str,
     etag: str,
     job: StyleJob,
     limits: Limits,
     all_styles: tuple[str, ...],
-    expires_at: int | None = None,
+    deadline_at: int,
     cache: Cache | None = None,
     head: ObjectHead | None = None,
+    claimed: bool = False,
 ) -> Outcome:
-    """Render ``key`` (the version whose ETag is ``etag``) with ``job``; record the status item.
+    """Render ``key`` (the version whose ETag is ``etag``) with ``job``; record its status on ``board``.
 
-    An input that can never render ends ``rejected`` with its reason and returns normally, so it is not
-    retried. Store errors propagate: the caller decides whether to retry. ``head`` is the object's
-    HeadObject answer when the caller already has it (it read the metadata to choose the job).
+    The job is claimed first (``rendering`` until ``deadline_at``, when the caller's invocation ends at
+    the latest) unless the caller ``claimed`` it already; a job already finished is skipped. An input that
+    can never render ends ``rejected`` and returns normally, so it is not retried. Store errors propagate:
+    the caller decides whether to retry. ``head`` is the object's HeadObject answer when the caller already
+    has it.
     """
     clock = _Clock()
     if head is None:
@@ -151,21 +145,19 @@ def render_object(
     upload = keys.describe(key, head.etag, head.metadata, all_styles)
     if (job.requested_as or job.name) not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
-    outcome = Outcome("pending", job.name, upload.image_id, key, upload.owner, head.etag)
+    outcome = Outcome("rendering", job.name, upload.image_id, key, upload.owner, head.etag)
     outcome.extra = dict(job.status_fields)
+    fields = {**status.job_fields(upload, head.etag, head.metadata), **job.status_fields}
+    if not claimed and not board.rendering(upload.image_id, job.name, deadline_at, fields):
+        outcome.state, outcome.message = "skipped", "already finished"
+        return outcome
 
     def record(o: Outcome) -> Outcome:
-        item = {**o.as_dict(), "style_fingerprint": job.fingerprint, "updated_at": int(time.time())}
-        if expires_at:
-            item["expires_at"] = expires_at
-        status.put_status(o.image_id, o.style, item)
+        board.finish(
+            o.image_id, o.style, {**o.as_dict(), "job": fields["job"], "style_fingerprint": job.fingerprint}
+        )
         return o
 
-    if job.refusal is not None:
-        outcome.state, outcome.reason, outcome.message = "rejected", job.refusal.reason, job.refusal.message
-        outcome.timings_ms = clock.total()
-        return record(outcome)
-    record(outcome)
     try:
         info = probe_reader(lambda n: store.read_range(key, 0, n), head.size, limits)
         outcome.input_width, outcome.input_height = info.display_size

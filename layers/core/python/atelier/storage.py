@@ -6,7 +6,7 @@ in the unit tests implement the same Protocols, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,10 +77,34 @@ class ObjectStore(Protocol):
 class StatusStore(Protocol):
     """One status item per (image, style)."""
 
-    def put_status(self, image_id: str, style: str, item: Mapping[str, Any]) -> None:
-        """Create or replace the status of ``style`` for ``image_id``."""
+    def put_status(
+        self,
+        image_id: str,
+        style: str,
+        item: Mapping[str, Any],
+        *,
+        unless_state: Sequence[str] = (),
+        unless_job: str = "",
+    ) -> bool:
+        """Create or replace the status of ``style`` for ``image_id``.
+
+        With ``unless_state``, not if the item is in one of those states (and, with ``unless_job``, holds
+        that ``job`` key): one conditional write, atomic. False when the item was left as it was.
+        """
+        ...
+
+    def put_many(self, image_id: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Create or replace several items of ``image_id`` (style, item) in one batch."""
         ...
 
     def get_status(self, image_id: str) -> list[dict[str, Any]]:
         """Every item of ``image_id`` (one per style, plus the image's own record if it has one)."""
+        ...
+
+
+class DeadLetters(Protocol):
+    """Where the record of a failed job goes, for a person (or a redrive) to act on."""
+
+    def send(self, record: Mapping[str, Any]) -> None:
+        """Keep ``record`` (JSON-ready)."""
         ...

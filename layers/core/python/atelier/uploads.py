@@ -1,4 +1,4 @@
-"""Uploads through the API: request checks, the object key, the POST policy, and the status view (AWS-free).
+"""Uploads through the API: request checks, the object key, the POST policy and the image record (AWS-free).
 
 A photo uploaded for several styles is one object under ``incoming/all/u/<owner>/<image-id>/<file>``; its
 image id, owner and styles travel in the object's metadata, which the POST policy pins with exact-match
@@ -14,16 +14,14 @@ import os
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from atelier import keys, options
 from atelier.limits import Limits
 from atelier.options import InvalidOption
 
-IMAGE_RECORD = "#image"  # the status item of the image itself, beside one item per style
 CONTENT_TYPES: dict[str, tuple[str, ...]] = {
     "image/jpeg": (".jpg", ".jpeg"),
     "image/png": (".png",),
@@ -31,7 +29,6 @@ CONTENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 MAX_FILENAME_CHARS = 255  # what a file system allows; longer is not a file name
 KEY_FILENAME_CHARS = 100  # what the key keeps of it
-TERMINAL_STATES = frozenset({"done", "rejected", "failed"})
 REQUEST_FIELDS = frozenset({"filename", "content_type", "size", "styles", "options"})
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -261,9 +258,8 @@ def plan_upload(
     return UploadPlan(image_id, owner, key, request, limits.max_bytes, expires_in, fields, conditions)
 
 
-def status_items(plan: UploadPlan, now: int, ttl_seconds: int) -> list[tuple[str, dict[str, Any]]]:
-    """The status items written when an upload is granted: the image record and a pending item per style."""
-    expires_at = now + ttl_seconds
+def image_record(plan: UploadPlan) -> dict[str, Any]:
+    """The status item of the image itself (see :meth:`atelier.status.Board.grant`): who, what, until when."""
     image: dict[str, Any] = {
         "owner": plan.owner,
         "styles": list(plan.request.styles),
@@ -271,73 +267,7 @@ def status_items(plan: UploadPlan, now: int, ttl_seconds: int) -> list[tuple[str
         "content_type": plan.request.content_type,
         "declared_bytes": plan.request.size,
         "source_key": plan.key,
-        "created_at": now,
-        "upload_expires_at": now + plan.expires_in,
-        "expires_at": expires_at,
     }
     if plan.request.options:
         image["options"] = {k: dict(v) for k, v in plan.request.options.items()}
-    items = [(IMAGE_RECORD, image)]
-    for style in plan.request.styles:
-        pending = {"state": "pending", "owner": plan.owner, "created_at": now, "expires_at": expires_at}
-        items.append((style, pending))
-    return items
-
-
-def _iso(epoch: Any) -> str | None:
-    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
-        return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def download_name(filename: str, style: str, output_key: str) -> str:
-    """The name a render downloads as: ``<stem>-<style>.<ext of the render>``."""
-    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
-    ext = output_key.rsplit(".", 1)[-1] if "." in output_key.rsplit("/", 1)[-1] else "img"
-    return f"{stem}-{style}.{ext}"
-
-
-def status_view(
-    image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
-) -> dict[str, Any] | None:
-    """What ``GET /images/{id}`` answers, without URLs; None when the image is unknown or someone else's."""
-    by_style = {str(item.get("style")): item for item in items}
-    image = by_style.get(IMAGE_RECORD)
-    if image is None or image.get("owner") != owner:
-        return None
-    filename = str(image.get("filename", ""))
-    styles: list[dict[str, Any]] = []
-    started = False
-    for style in image.get("styles", []):
-        item = by_style.get(style, {})
-        state = str(item.get("state", "pending"))
-        started = started or bool(item.get("source_key")) or state != "pending"
-        entry: dict[str, Any] = {"style": style, "state": state}
-        if state == "done":
-            output_key = str(item.get("output_key", ""))
-            entry.update(
-                output_key=output_key,
-                download_name=download_name(filename, style, output_key),
-                format=item.get("format", ""),
-                width=int(item.get("width", 0)),
-                height=int(item.get("height", 0)),
-                size_bytes=int(item.get("size_bytes", 0)),
-            )
-        elif state in ("rejected", "failed"):
-            entry.update(reason=str(item.get("reason", "") or state), message=str(item.get("message", "")))
-        styles.append(entry)
-    if styles and all(s["state"] in TERMINAL_STATES for s in styles):
-        overall = "complete"
-    elif started:
-        overall = "processing"
-    elif now > int(image.get("upload_expires_at", now)):
-        overall = "upload_expired"
-    else:
-        overall = "awaiting_upload"
-    return {
-        "image_id": image_id,
-        "state": overall,
-        "filename": filename,
-        "created_at": _iso(image.get("created_at")),
-        "styles": styles,
-    }
+    return image

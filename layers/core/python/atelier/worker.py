@@ -4,8 +4,11 @@
   seconds while the job runs, so a long render is never handed to a second worker.
 - A job that ends (done, or rejected: an input that will never render) deletes its message.
 - A job that fails releases its message for a retry after ``retry_delay`` seconds; the queue's redrive
-  policy moves a message that keeps failing (a poison message) to the dead-letter queue after a bounded
-  number of receives.
+  policy moves a message that keeps failing (a poison message) to the dead-letter queue after
+  ``max_receives`` receives. The failure of the last receive is reported to ``on_failure`` first (the
+  status item says ``failed``), so the job ends for its user as its message leaves the queue.
+- A job that can never run (JobFailed: a model that is not there) is reported to ``on_failure`` and its
+  message moved to the dead-letter queue at once, without a retry.
 - SIGTERM (a Spot interruption, a scale-in) stops taking new messages and shortens the current lease to
   ``grace`` seconds: the job finishes and deletes its message, or, if the process is killed first, the
   message is visible again within ``grace`` seconds. Either way it is never lost.
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from atelier.errors import JobFailed
 from atelier.storage import TransientStoreError
 
 log = logging.getLogger("atelier.worker")
@@ -51,8 +55,14 @@ class JobQueue(Protocol):
         """Remove the message for good."""
         ...
 
+    def dead_letter(self, message: Message) -> None:
+        """Move the message to the dead-letter queue now."""
+        ...
+
 
 Job = Callable[[dict[str, Any]], dict[str, Any]]
+# Told of a job that will not be retried: its message body, the reason code and what went wrong.
+FailureHandler = Callable[[str, str, str], None]
 
 
 @dataclass
@@ -61,6 +71,7 @@ class Stats:
 
     done: int = 0
     released: int = 0
+    failed: int = 0  # reported to on_failure: a permanent failure, or the last receive failed
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -76,9 +87,13 @@ class Worker:
         heartbeat: float = 60.0,
         retry_delay: int = 30,
         grace: int = 20,
+        max_receives: int | None = None,
+        on_failure: FailureHandler | None = None,
     ) -> None:
         self.queue = queue
         self.job = job
+        self.max_receives = max_receives
+        self.on_failure = on_failure
         self.visibility = visibility
         self.heartbeat = heartbeat
         self.retry_delay = retry_delay
@@ -133,11 +148,20 @@ class Worker:
         thread.start()
         try:
             result = self.job(json.loads(message.body))
+        except JobFailed as exc:
+            beat.set()
+            thread.join()
+            log.warning("job %s cannot run: %s", message.id, exc)
+            self._report(message, exc.reason, exc.message)
+            self.queue.dead_letter(message)
+            return
         except Exception as exc:
             beat.set()
             thread.join()
             kind = "transient" if isinstance(exc, TransientStoreError) else "failed"
             log.warning("job %s %s (receive %d): %s", message.id, kind, message.receive_count, exc)
+            if self.max_receives is not None and message.receive_count >= self.max_receives:
+                self._report(message, "retries_exhausted", f"{exc} (after {message.receive_count} attempts)")
             self._release(message)
             return
         finally:
@@ -149,6 +173,15 @@ class Worker:
         self.stats.done += 1
         self.stats.results.append(result)
         log.info("job %s %s", message.id, result.get("state"))
+
+    def _report(self, message: Message, reason: str, text: str) -> None:
+        self.stats.failed += 1
+        if self.on_failure is None:
+            return
+        try:
+            self.on_failure(message.body, reason, text)
+        except Exception:  # the message still reaches the dead-letter queue; its status ends timed out
+            log.exception("could not report the failure of %s", message.id)
 
     def _beat(self, message: Message, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat):

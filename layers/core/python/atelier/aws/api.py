@@ -18,19 +18,15 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
-from atelier import keys, styles, uploads
+from atelier import keys, status, styles, uploads
 from atelier.aws import wiring
-from atelier.aws.errors import translate
 from atelier.storage import StoreError
 from atelier.uploads import UploadPlan, UploadRefused, UploadSettings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 SERVICE = "atelier-api"
-_ser = TypeSerializer()
 
 
 def _json(status: int, body: Any) -> Response[str]:
@@ -70,33 +66,6 @@ def presigned_get(s3: Any, bucket: str, key: str, expires_in: int, download_as: 
     return url
 
 
-def write_status_items(
-    dynamodb: Any, table: str, image_id: str, items: Sequence[tuple[str, dict[str, Any]]]
-) -> None:
-    """BatchWriteItem the status items of a new upload, retrying what DynamoDB leaves unprocessed."""
-    requests = [
-        {
-            "PutRequest": {
-                "Item": {
-                    k: _ser.serialize(v) for k, v in {**item, "image_id": image_id, "style": style}.items()
-                }
-            }
-        }
-        for style, item in items
-    ]
-    pending = {table: requests}
-    try:
-        for attempt in range(5):
-            answer = dynamodb.batch_write_item(RequestItems=pending)
-            pending = answer.get("UnprocessedItems") or {}
-            if not pending:
-                return
-            time.sleep(0.05 * 2**attempt)
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, f"BatchWriteItem {image_id}") from exc
-    raise StoreError(f"BatchWriteItem {image_id}: items left unprocessed")
-
-
 def presigning_client(s3: Any) -> Any:
     """An S3 client like ``s3`` (same region, endpoint from the environment) that signs with SigV4.
 
@@ -120,7 +89,6 @@ def api_handler(
     logger = Logger(service=SERVICE)
     tracer = Tracer(service=SERVICE)
     resolver = APIGatewayHttpResolver()
-    ttl_seconds = app.config.status_ttl_days * 86400
 
     def caller() -> str:
         claims = resolver.current_event.request_context.authorizer.jwt_claim
@@ -137,9 +105,7 @@ def api_handler(
         request = uploads.parse_request(body, accepted, app.config.limits)
         plan = uploads.plan_upload(request, owner, app.config.limits, settings.upload_minutes * 60)
         now = int(time.time())
-        write_status_items(
-            app.dynamodb, app.config.status_table, plan.image_id, uploads.status_items(plan, now, ttl_seconds)
-        )
+        app.board.grant(plan.image_id, uploads.image_record(plan), request.styles, plan.expires_in)
         signed = presigned_post(presigner, app.config.bucket, plan)
         logger.info(
             "upload granted", extra={"image_id": plan.image_id, "key": plan.key, "styles": request.styles}
@@ -165,7 +131,7 @@ def api_handler(
         if not keys._ID_RE.match(image_id):
             raise not_found
         now = int(time.time())
-        view = uploads.status_view(image_id, app.status.get_status(image_id), owner, now)
+        view = status.view(image_id, app.board.items(image_id), owner, now)
         if view is None:
             raise not_found
         expires_in = settings.download_minutes * 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -10,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from atelier import keys, options, styles
+from atelier import keys, options, status, styles
 from atelier.aws import wiring
+from atelier.aws.deadletter import object_of
 from atelier.aws.sqs import SqsJobQueue
 from atelier.config import AppConfig, ConfigError
+from atelier.errors import JobFailed
 from atelier.pipeline import StyleJob, render_object
 from atelier.storage import NotFound
 from atelier.worker import Worker
@@ -23,6 +26,9 @@ log = logging.getLogger("atelier.worker")
 SCALES = (2, 3, 4)
 DEFAULT_SCALE = 4
 _SCALE_SEGMENT = re.compile(r"^x([234])$")
+# A job still rendering this long after it started is reported timed out (its worker died): far above
+# any render's time on a GPU (bench/edsr.py), and the lease of a dead worker's message is long over.
+JOB_SECONDS = 900
 
 
 def scale_of(key: str, metadata: dict[str, str]) -> int:
@@ -53,6 +59,12 @@ class UpscaleModels:
             from atelier.upscale import Upscaler
 
             path = self.model_path(scale)
+            if not path.is_file():
+                raise JobFailed(
+                    "model_unavailable",
+                    f"the x{scale} upscale model is not installed in this worker ({path}); ask for another "
+                    "factor, or deploy a worker image with it (infra/gpu-worker/models/README.md)",
+                )
             started = time.perf_counter()
             self._loaded[scale] = Upscaler(path, **self.options)
             log.info("loaded %s in %.1f s", path, time.perf_counter() - started)
@@ -71,56 +83,51 @@ def model_path_from_env(env: dict[str, str] | None = None) -> Callable[[int], Pa
 def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = None) -> Callable[..., Any]:
     """The function the worker runs per message (an S3 "Object Created" event from EventBridge).
 
-    SQS leases already keep one message on one worker; a duplicate message for an object already rendered
-    (same ETag, same model) is answered from its status item without rendering again. Two duplicates
-    leased at the same moment may both render: the same bytes land on the same key, which is harmless.
+    SQS leases already keep one message on one worker; a duplicate message for a job that has ended is
+    skipped by the status claim (see :meth:`atelier.status.Board.rendering`). Two duplicates leased at
+    the same moment may both render: the same bytes land on the same key, which is harmless.
     """
-    ttl_seconds = app.config.status_ttl_days * 86400
 
     def run(event: dict[str, Any]) -> dict[str, Any]:
-        from urllib.parse import unquote_plus
-
-        obj = event["detail"]["object"]
-        key = unquote_plus(obj["key"])
+        key, etag = object_of(event)
         try:
             head = app.store.head(key)
         except NotFound:
             return {"state": "skipped", "source_key": key, "message": "the object was deleted"}
         scale = scale_of(key, dict(head.metadata))
-        name = keys.UPSCALE  # the status item's style: what the upload asked for; the factor is a field
-        fingerprint = f"edsr-x{scale}:{models.model_path(scale).name}"
-        upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
-        previous = next((i for i in app.status.get_status(upload.image_id) if i.get("style") == name), None)
-        if (
-            previous is not None
-            and previous.get("state") == "done"
-            and previous.get("source_etag") == head.etag
-            and previous.get("style_fingerprint") == fingerprint
-        ):
-            return {**previous, "replayed": True}
         upscaler = models.get(scale)
         job = StyleJob(
-            name=name,
-            fingerprint=fingerprint,
+            name=keys.UPSCALE,  # the status item's style: what the upload asked for; the factor is a field
+            fingerprint=f"edsr-x{scale}:{models.model_path(scale).name}",
             render=lambda bgr: upscaler.upscale(bgr, tile=tile),
             output_name=f"{keys.UPSCALE}-x{scale}",  # renders/<image-id>/upscale-x<factor>.png
             output_format="png",
             status_fields={"factor": scale},
         )
-        etag = str(obj.get("etag", "")).strip('"')
+        deadline_at = int(time.time()) + JOB_SECONDS
         outcome = render_object(
-            app.store,
-            app.status,
-            key,
-            etag,
-            job,
-            app.config.limits,
-            styles.CPU_STYLES,
-            expires_at=int(time.time()) + ttl_seconds,
+            app.store, app.board, key, etag, job, app.config.limits, styles.CPU_STYLES, deadline_at, head=head
         )
         return outcome.as_dict()
 
     return run
+
+
+def failure_marker(app: wiring.Adapters) -> Callable[[str, str, str], None]:
+    """What the worker calls for a job it gives up on: the upscale's status item says ``failed``."""
+
+    def mark(body: str, reason: str, message: str) -> None:
+        key, etag = object_of(json.loads(body))
+        try:
+            metadata = app.store.head(key).metadata
+        except NotFound:
+            metadata = {}
+        upload = keys.describe(key, etag, metadata, styles.CPU_STYLES)
+        app.board.fail(
+            upload.image_id, keys.UPSCALE, reason, message, status.job_fields(upload, etag, metadata)
+        )
+
+    return mark
 
 
 def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | None = None) -> int:
@@ -130,12 +137,15 @@ def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | 
     if not url:
         raise ConfigError("set ATELIER_UPSCALE_QUEUE_URL (or pass --queue-url)")
     app = wiring.build(AppConfig.from_env(idempotency=False))
-    sqs = wiring.client("sqs")
     models = UpscaleModels(model_path_from_env())
     wait = int(os.environ.get("ATELIER_WORKER_WAIT_SECONDS", "20"))
+    queue = SqsJobQueue(app.sqs, url, wait_seconds=wait)
+    redrive = queue.redrive()
     worker = Worker(
-        SqsJobQueue(sqs, url, wait_seconds=wait),
+        queue,
         build_job(app, models, tile),
+        max_receives=redrive[1] if redrive else None,
+        on_failure=failure_marker(app),
         visibility=int(os.environ.get("ATELIER_WORKER_VISIBILITY", "300")),
         heartbeat=float(os.environ.get("ATELIER_WORKER_HEARTBEAT", "60")),
         retry_delay=int(os.environ.get("ATELIER_WORKER_RETRY_DELAY", "30")),
@@ -143,5 +153,5 @@ def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | 
     )
     worker.install_signal_handlers()
     stats = worker.run(until_idle=until_idle)
-    log.info("worker stopped: %d done, %d released", stats.done, stats.released)
+    log.info("worker stopped: %d done, %d released, %d failed", stats.done, stats.released, stats.failed)
     return 0

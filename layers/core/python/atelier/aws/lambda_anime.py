@@ -16,11 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from atelier import models, options
 from atelier.anime import PROVIDERS, AnimeModel, load_model, obtain_model_file
 from atelier.aws import wiring
 from atelier.aws.lambda_style import Handler, style_handler
 from atelier.config import ConfigError
+from atelier.errors import JobFailed
 from atelier.pipeline import StyleJob
 
 STYLE = "anime"
@@ -44,18 +47,42 @@ def variant(key: str, metadata: dict[str, str], default: str) -> str:
 
 
 def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, str]:
-    """The checked ONNX file of ``name`` and its SHA-256."""
+    """The checked ONNX file of ``name`` and its SHA-256.
+
+    A model that is not installed, has no pinned hash, or does not match it raises JobFailed: no retry
+    changes that, a person must act. Other errors (a throttled or unreachable S3) propagate to be retried.
+    """
     info = models.read_info(name)
     local = models.installed_path(name)
     recorded = ((info or {}).get("onnx_sha256") or {}).get("fp32")
-    if recorded and local.exists():
-        return obtain_model_file(name, sha256=recorded, package_dir=models.cache_dir()), recorded
-    pins = json.loads(env.get("ATELIER_MODEL_SHA256", "{}") or "{}")
-    sha = pins.get(name) or models.get(name).sha256
-    if not sha:
-        raise ConfigError(f"no SHA-256 for model {name}: pin it in ATELIER_MODEL_SHA256 or the manifest")
-    prefix = env.get("ATELIER_MODEL_PREFIX", "")
-    return obtain_model_file(name, sha256=sha, s3_uri=prefix, s3=s3), sha
+    try:
+        if recorded and local.exists():
+            return obtain_model_file(name, sha256=recorded, package_dir=models.cache_dir()), recorded
+        pins = json.loads(env.get("ATELIER_MODEL_SHA256", "{}") or "{}")
+        sha = pins.get(name) or models.get(name).sha256
+        if not sha:
+            raise JobFailed(
+                "model_unpinned",
+                f"the anime model {name} has no SHA-256 to check it against: pin it in the AnimeModelHashes "
+                "parameter (ATELIER_MODEL_SHA256) or the manifest, or choose another model",
+            )
+        prefix = env.get("ATELIER_MODEL_PREFIX", "")
+        if not prefix:
+            raise JobFailed(
+                "model_unavailable", f"the anime model {name} is not installed and no model prefix is set"
+            )
+        return obtain_model_file(name, sha256=sha, s3_uri=prefix, s3=s3), sha
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound", "403"):
+            raise
+        where = f"{env.get('ATELIER_MODEL_PREFIX', '').rstrip('/')}/{name}/model.fp32.onnx"
+        raise JobFailed(
+            "model_unavailable",
+            f"the anime model {name} is not installed: put its ONNX file at {where} "
+            f"(`atelier models fetch {name}` makes it), or choose another model",
+        ) from None
+    except ValueError as exc:  # the file's SHA-256 is not the pinned one
+        raise JobFailed("model_mismatch", f"the anime model {name} failed its check: {exc}") from None
 
 
 def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] | None = None) -> Handler:
@@ -77,10 +104,13 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
             path, sha = model_file(name, env, app.s3)
             loaded[name] = (load_model(path, max_side=max_side, provider=provider), sha)
         model, sha = loaded[name]
+        # the model's own metadata says whether its weights are trained; else the manifest does
+        trained = model.trained if model.trained is not None else models.get(name).trained
         return StyleJob(
             name=STYLE,
             fingerprint=f"anime:{name}:{sha[:12]}:{max_side}",
             render=lambda bgr: model.stylize(bgr, max_side),
+            status_fields={"model": name, "trained": trained},
         )
 
     return style_handler(STYLE, app, resolver)

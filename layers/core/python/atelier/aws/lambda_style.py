@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atelier import keys, styles
+from atelier import keys, status, styles
 from atelier.aws import wiring
-from atelier.pipeline import Outcome, StyleJob, render_object, style_job
+from atelier.aws.deadletter import failure_record, with_job
+from atelier.errors import JobFailed
+from atelier.pipeline import StyleJob, render_object, style_job
 from atelier.storage import NotFound, ObjectHead, StoreError
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -45,6 +48,10 @@ def style_handler(
     ``resolver`` picks the job per upload from its key and metadata (the anime model variant, say);
     without it the style's own renderer runs with the options the object's metadata asks for (its
     ``strength``; see :func:`atelier.pipeline.style_job`). The job's fingerprint is in the idempotency key.
+
+    The status says ``rendering`` from the start. A job that can never run (JobFailed: a missing model, a bad
+    option) ends ``failed`` at once, its record in the dead-letter queue; a store error is raised for
+    Lambda to retry, and the function's on-failure destination marks the job failed after the last retry.
     """
     resolve = resolver or cpu_resolver(styles.get(style_name))
     service = f"atelier-{style_name}"
@@ -54,33 +61,79 @@ def style_handler(
     app = adapters or wiring.build()
     persistence = DynamoDBPersistenceLayer(table_name=app.config.idempotency_table, boto3_client=app.dynamodb)
     idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600, raise_on_no_idempotency_key=True)
-    ttl_seconds = app.config.status_ttl_days * 86400
 
     @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=idempotency)
-    def render_once(request: dict[str, str], job: StyleJob, head: ObjectHead) -> dict[str, Any]:
+    def render_once(
+        request: dict[str, str], job: StyleJob, head: ObjectHead, deadline_at: int
+    ) -> dict[str, Any]:
         outcome = render_object(
             app.store,
-            app.status,
+            app.board,
             request["key"],
             request["etag"],
             job,
             app.config.limits,
             styles.CPU_STYLES,
-            expires_at=int(time.time()) + ttl_seconds,
+            deadline_at,
             cache=app.cache,
             head=head,
+            claimed=True,
         )
         return outcome.as_dict()
 
-    def render(bucket: str, key: str, etag: str) -> dict[str, Any]:
+    def render(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict[str, Any]:
+        obj = event.detail.object
+        key, etag = obj.key, obj.etag.strip('"')  # the key is URL-decoded by the data class
+        skipped = {"state": "skipped", "style": style_name, "source_key": key}
         # The one HeadObject of the event: its metadata picks the job, and render_object reuses it.
         try:
             head = app.store.head(key)
         except NotFound:
-            return {"state": "skipped", "style": style_name, "message": "the object was deleted"}
-        job = resolve(key, dict(head.metadata))
-        request = {"bucket": bucket, "key": key, "etag": etag, "style": style_name}
-        return render_once(request={**request, "style_version": job.fingerprint}, job=job, head=head)
+            return {**skipped, "message": "the object was deleted"}
+        if etag and head.etag != etag:
+            return {**skipped, "message": "the object was replaced; the newer upload renders"}
+        upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
+        if style_name not in upload.styles:
+            return {**skipped, "image_id": upload.image_id, "message": "style not requested"}
+        fields = status.job_fields(upload, head.etag, head.metadata)
+        deadline_at = int(time.time() + context.get_remaining_time_in_millis() / 1000)
+        # rendering from the first moment: the model of a job may take seconds to load
+        if not app.board.rendering(upload.image_id, style_name, deadline_at, fields):
+            return {**skipped, "image_id": upload.image_id, "message": "already finished"}
+        try:
+            job = resolve(key, dict(head.metadata))
+            request = {"bucket": event.detail.bucket.name, "key": key, "etag": etag, "style": style_name}
+            return render_once(
+                request={**request, "style_version": job.fingerprint},
+                job=job,
+                head=head,
+                deadline_at=deadline_at,
+            )
+        except JobFailed as failed:
+            # permanent: failed at once and kept in the dead-letter queue, never retried
+            if app.board.fail(upload.image_id, style_name, failed.reason, failed.message, fields):
+                record = failure_record(
+                    event.raw_event, context, "PermanentFailure", failed.reason, failed.message
+                )
+                if app.dead_letters is not None:
+                    app.dead_letters.send(
+                        with_job(record, upload.image_id, style_name, failed.reason, failed.message)
+                    )
+            return {
+                **fields,
+                "state": "failed",
+                "style": style_name,
+                "reason": failed.reason,
+                "message": failed.message,
+            }
+        except StoreError as exc:
+            # transient, or so Lambda assumes: pending until the retry; after the last one the dead-letter
+            # marker (the on-failure destination) says failed
+            metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
+            with contextlib.suppress(Exception):
+                app.board.retrying(upload.image_id, style_name, str(exc), fields)
+            logger.error("transient failure; Lambda will retry", extra={"error": str(exc)})
+            raise
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
@@ -88,38 +141,21 @@ def style_handler(
     @event_source(data_class=S3EventBridgeNotificationEvent)
     def handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict[str, Any]:
         idempotency.register_lambda_context(context)
-        obj = event.detail.object
-        key = obj.key  # URL-decoded by the data class
+        key = event.detail.object.key
         logger.append_keys(key=key, style=style_name)
         if not keys.is_incoming(key):
             logger.warning("ignored: not an upload")
             return {"state": "skipped", "style": style_name, "message": "not under incoming/"}
         try:
-            result = render(event.detail.bucket.name, key, obj.etag.strip('"'))
+            result = render(event, context)
         except IdempotencyAlreadyInProgressError:
             # a copy of this event is rendering right now; if it fails, its own retry takes over
             logger.info("duplicate delivery while the first one is in progress")
             return {"state": "duplicate", "style": style_name, "source_key": key}
-        except StoreError as exc:
-            metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
-            _record_failure(app, style_name, key, exc, logger)
-            raise
         _emit(result, metrics, logger)
         return result
 
     return handler
-
-
-def _record_failure(app: wiring.Adapters, style: str, key: str, exc: Exception, logger: Logger) -> None:
-    """Best effort: say ``failed`` on the status item before Lambda retries (or gives up into the DLQ)."""
-    try:
-        head = app.store.head(key)
-        upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
-        failed = Outcome("failed", style, upload.image_id, key, upload.owner, message=str(exc))
-        app.status.put_status(upload.image_id, style, {**failed.as_dict(), "updated_at": int(time.time())})
-    except Exception:
-        logger.exception("could not record the failure")
-    logger.error("transient failure; Lambda will retry", extra={"error": str(exc)})
 
 
 def _emit(result: dict[str, Any], metrics: Metrics, logger: Logger) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from atelier.aws.errors import translate
+from atelier.storage import StoreError
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -42,13 +44,59 @@ class DynamoStatusStore:
         self.client = client
         self.table = table
 
-    def put_status(self, image_id: str, style: str, item: Mapping[str, Any]) -> None:
-        """PutItem, replacing the earlier state of the same (image, style)."""
+    @staticmethod
+    def _item(image_id: str, style: str, item: Mapping[str, Any]) -> dict[str, Any]:
         full = {**_to_dynamo(dict(item)), "image_id": image_id, "style": style}
+        return {k: _ser.serialize(v) for k, v in full.items()}
+
+    def put_status(
+        self,
+        image_id: str,
+        style: str,
+        item: Mapping[str, Any],
+        *,
+        unless_state: Sequence[str] = (),
+        unless_job: str = "",
+    ) -> bool:
+        """PutItem, replacing the earlier state; with ``unless_state``, a conditional PutItem."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": self._item(image_id, style, item)}
+        if unless_state:
+            values = {f":s{i}": {"S": state} for i, state in enumerate(unless_state)}
+            condition = f"attribute_not_exists(#state) OR NOT #state IN ({', '.join(values)})"
+            names = {"#state": "state"}
+            if unless_job:
+                condition += " OR attribute_not_exists(#job) OR #job <> :job"
+                names["#job"] = "job"
+                values[":job"] = {"S": unless_job}
+            kwargs["ConditionExpression"] = condition
+            kwargs["ExpressionAttributeNames"] = names
+            kwargs["ExpressionAttributeValues"] = values
         try:
-            self.client.put_item(TableName=self.table, Item={k: _ser.serialize(v) for k, v in full.items()})
-        except (ClientError, BotoCoreError) as exc:
+            self.client.put_item(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
             raise translate(exc, f"PutItem {image_id}/{style}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"PutItem {image_id}/{style}") from exc
+        return True
+
+    def put_many(self, image_id: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """BatchWriteItem (25 items a call), retrying what DynamoDB leaves unprocessed."""
+        requests = [{"PutRequest": {"Item": self._item(image_id, style, item)}} for style, item in items]
+        try:
+            for start in range(0, len(requests), 25):
+                pending = {self.table: requests[start : start + 25]}
+                for attempt in range(6):
+                    answer = self.client.batch_write_item(RequestItems=pending)
+                    pending = answer.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+                    time.sleep(0.05 * 2**attempt)
+                else:
+                    raise StoreError(f"BatchWriteItem {image_id}: items left unprocessed")
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"BatchWriteItem {image_id}") from exc
 
     def get_status(self, image_id: str) -> list[dict[str, Any]]:
         """Query every item of the image."""

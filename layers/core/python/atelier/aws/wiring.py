@@ -15,10 +15,12 @@ from botocore.config import Config
 
 from atelier.aws.dynamo_index import DynamoHashIndex
 from atelier.aws.s3 import S3ObjectStore
+from atelier.aws.sqs import SqsDeadLetters
 from atelier.aws.status import DynamoStatusStore
 from atelier.cache import CachePolicy
 from atelier.config import AppConfig
 from atelier.pipeline import Cache
+from atelier.status import Board
 
 # Standard retry mode retries throttling and 5xx with backoff; what is left after it reaches the handler
 # as a TransientStoreError and Lambda's own retries take over.
@@ -39,7 +41,10 @@ class Adapters:
     dynamodb: Any
     store: S3ObjectStore
     status: DynamoStatusStore
+    board: Board
     cache: Cache | None
+    sqs: Any
+    dead_letters: SqsDeadLetters | None
 
 
 def client(service: str) -> Any:
@@ -52,13 +57,18 @@ def build(config: AppConfig | None = None) -> Adapters:
     config = config or AppConfig.from_env()
     s3 = client("s3")
     dynamodb = client("dynamodb")
+    sqs = client("sqs")
+    status = DynamoStatusStore(dynamodb, config.status_table)
     return Adapters(
         config=config,
         s3=s3,
         dynamodb=dynamodb,
         store=S3ObjectStore(s3, config.bucket),
-        status=DynamoStatusStore(dynamodb, config.status_table),
+        status=status,
+        board=Board(status, config.status_ttl_days * 86400),
         cache=_cache(config, dynamodb),
+        sqs=sqs,
+        dead_letters=SqsDeadLetters(sqs, config.dead_letter_queue) if config.dead_letter_queue else None,
     )
 
 
