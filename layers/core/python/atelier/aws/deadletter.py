@@ -125,7 +125,7 @@ def deadletter_handler(adapters: Any = None, env: Mapping[str, str] | None = Non
             logger.info("the job had already ended; nothing to mark")
             return {"state": "ended", "image_id": upload.image_id, "style": style}
         dead_letters.send(with_job(record, upload.image_id, style, reason, message))
-        logger.warning("job failed", extra={"message": message})
+        logger.warning("job failed", extra={"error": message})
         return {"state": "failed", "image_id": upload.image_id, "style": style, "reason": reason}
 
     return handler
