@@ -149,9 +149,11 @@ def style_handler(
         try:
             result = render(event, context)
         except IdempotencyAlreadyInProgressError:
-            # a copy of this event is rendering right now; if it fails, its own retry takes over
-            logger.info("duplicate delivery while the first one is in progress")
-            return {"state": "duplicate", "style": style_name, "source_key": key}
+            # A copy of this event is rendering, or was until its invocation died. Raise, so Lambda retries
+            # after its backoff: by then the copy has ended (the retry finds it done) or its claim on the
+            # job has expired with its invocation (the retry renders). Returning would lose the job.
+            logger.info("a copy of this event holds the job; Lambda retries it")
+            raise
         _emit(result, metrics, logger)
         return result
 

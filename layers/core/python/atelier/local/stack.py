@@ -321,9 +321,17 @@ def write_identities(path: Path, access_key: str = ACCESS_KEY, secret_key: str =
 
 
 def start_seaweedfs(
-    root: Path, *, detached: bool = False, timeout: float = 60.0, attempts: int = 3
+    root: Path,
+    *,
+    detached: bool = False,
+    timeout: float = 60.0,
+    attempts: int = 3,
+    ports: Mapping[str, int] | None = None,
 ) -> ServerProcess:
-    """Start SeaweedFS (``weed mini``) under ``root`` and wait until S3 ListBuckets answers."""
+    """Start SeaweedFS (``weed mini``) under ``root`` and wait until S3 ListBuckets answers.
+
+    ``ports`` (master, volume, filer, s3, admin) restart it where it was, on the data it left.
+    """
     weed = find_weed()
     identities = write_identities(root / "s3-identities.json")
     data_dir = root / "s3"
@@ -332,15 +340,16 @@ def start_seaweedfs(
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = root / "logs" / "seaweedfs.log"
     last: StackError | None = None
+    roles = ("master", "volume", "filer", "s3", "admin")
+    fixed = {role: int(ports[role]) for role in roles} if ports is not None else None
     for _ in range(attempts):
-        chosen = free_ports(5)
-        ports = dict(zip(("master", "volume", "filer", "s3", "admin"), chosen, strict=True))
-        cmd = seaweed_command(weed, data_dir, identities, ports, run_dir)
+        chosen = fixed or dict(zip(roles, free_ports(5), strict=True))
+        cmd = seaweed_command(weed, data_dir, identities, chosen, run_dir)
         started = time.monotonic()
         # weed writes its glog files to TMPDIR: keep them with the stack's logs, not in /tmp.
         weed_env = {**os.environ, "TMPDIR": str(log_path.parent)}
         proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached, env=weed_env)
-        endpoint = f"http://{LOOPBACK}:{ports['s3']}"
+        endpoint = f"http://{LOOPBACK}:{chosen['s3']}"
         env = {
             "AWS_ENDPOINT_URL_S3": endpoint,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -351,14 +360,14 @@ def start_seaweedfs(
         server = ServerProcess(
             "s3",
             endpoint,
-            {**ports, **{f"{k}.grpc": v + GRPC_OFFSET for k, v in ports.items()}},
+            {**chosen, **{f"{k}.grpc": v + GRPC_OFFSET for k, v in chosen.items()}},
             log_path,
             pid=proc.pid,
             create_time=psutil.Process(proc.pid).create_time(),
             cmd=cmd,
             popen=proc,
             leftovers=[
-                f"/tmp/seaweedfs-{role}-grpc-{port + GRPC_OFFSET}.sock" for role, port in ports.items()
+                f"/tmp/seaweedfs-{role}-grpc-{port + GRPC_OFFSET}.sock" for role, port in chosen.items()
             ],
         )
         try:
@@ -372,7 +381,7 @@ def start_seaweedfs(
         except StackError as exc:
             server.stop()
             last = exc
-            if "address already in use" in str(exc):
+            if "address already in use" in str(exc) and fixed is None:
                 continue
             raise
         server.started_in = time.monotonic() - started
@@ -497,6 +506,22 @@ class LocalStack:
             server.stop()
         self.moto_server = self.s3_server = None
         self._clients.clear()
+
+    def restart_s3(self) -> float:
+        """Stop SeaweedFS and start it again on the same ports and data (a crash and a restart).
+
+        Returns the seconds S3 did not answer. Clients keep their endpoint: nothing else changes.
+        """
+        if self.s3_server is None:
+            raise StackError("SeaweedFS is not running")
+        old = self.s3_server
+        ports = {role: old.ports[role] for role in ("master", "volume", "filer", "s3", "admin")}
+        started = time.monotonic()
+        old.stop()
+        self.s3_server = start_seaweedfs(
+            self.data_dir, detached=self.detached, timeout=self.start_timeout, ports=ports
+        )
+        return time.monotonic() - started
 
     def __enter__(self) -> LocalStack:
         return self.start()
