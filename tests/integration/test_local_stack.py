@@ -214,7 +214,14 @@ def test_a_failing_handler_is_retried_then_its_failure_record_reaches_the_dead_l
     assert invocation.attempts == fn.max_retry_attempts + 1
     assert invocation.error_type == "ValueError"
     assert fn.on_failure is not None
-    assert invocation.destination == local_stack.queue_urls["RenderDeadLetterQueue"]
+    # the on-failure destination is the marker function: it fails the job and keeps the record
+    assert invocation.destination == fn.on_failure.arn == dispatcher.functions["DeadLetterFunction"].arn
+    (marked,) = [
+        i
+        for i in dispatcher.invocations("DeadLetterFunction")
+        if i.event["requestPayload"]["detail"]["object"]["key"] == key
+    ]
+    assert marked.outcome == "success" and marked.result["reason"] == "retries_exhausted"
 
     record = _receive_record(local_stack, key)
     assert record["version"] == "1.0"
@@ -232,6 +239,10 @@ def test_a_failing_handler_is_retried_then_its_failure_record_reaches_the_dead_l
     }
     assert record["responsePayload"]["errorType"] == "ValueError"
     assert record["responsePayload"]["errorMessage"] == f"cannot render {unique_id}"
+    assert record["job"]["style"] == "sketch" and record["job"]["reason"] == "retries_exhausted"
+    assert (
+        record["job"]["message"] == f"cannot render {unique_id} (after {fn.max_retry_attempts + 1} attempts)"
+    )
 
 
 def _receive_record(stack: LocalStack, key: str) -> dict[str, Any]:

@@ -46,7 +46,9 @@ class World:
         job = job or sketch_job()
         board = Board(self.status, 86400)
         deadline = int(time.time()) + 60
-        out = render_object(self.store, board, key, etag, job, Limits(), CPU_STYLES, deadline, cache=self.cache)
+        out = render_object(
+            self.store, board, key, etag, job, Limits(), CPU_STYLES, deadline, cache=self.cache
+        )
         return out.as_dict()
 
     def index_items(self) -> int:

@@ -4,12 +4,13 @@ and the GPU worker fails a job it will not retry. Under moto (S3, DynamoDB, SQS)
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from atelier import keys, styles
+from atelier import keys, status, styles
 from atelier.aws import wiring
 from atelier.aws.deadletter import deadletter_handler, style_of_function
 from atelier.aws.lambda_anime import anime_handler
@@ -73,7 +74,7 @@ def test_a_model_that_cannot_load_fails_at_once_into_the_dead_letter_queue(
     assert record["requestPayload"]["detail"]["object"]["key"] == event["detail"]["object"]["key"]
     # the same event again (a duplicate delivery) leaves it as it is: one failure, one record
     again = anime(event, lambda_context("AnimeFunction"))
-    assert again["state"] == "skipped" and len(moto_aws.messages("RenderDeadLetterQueue")) == 1
+    assert again == result and len(moto_aws.messages("RenderDeadLetterQueue")) == 1
 
 
 def give_up(event: dict[str, Any], function_arn: str, error_type: str, message: str) -> dict[str, Any]:
@@ -138,6 +139,22 @@ def test_the_marker_leaves_a_job_that_a_copy_of_the_event_finished(moto_aws: Mot
     arn = lambda_context("SketchFunction").invoked_function_arn
     result = marker(give_up(event, arn, "Error", "boom"), lambda_context("DeadLetterFunction"))
     assert result["state"] == "ended" and items(moto_aws, done["image_id"])["sketch"]["state"] == "done"
+    assert moto_aws.messages("RenderDeadLetterQueue") == []
+
+
+def test_the_marker_leaves_a_job_a_live_invocation_holds(moto_aws: MotoAws, marker: Any) -> None:
+    key = "incoming/sketch/cat.jpg"
+    event = put(moto_aws, key)
+    app = wiring.build(moto_aws.config())
+    head = app.store.head(key)
+    upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
+    fields = status.job_fields(upload, head.etag, head.metadata)
+    app.board.rendering(upload.image_id, "sketch", int(time.time()) + 60, fields)  # the copy that holds it
+    arn = lambda_context("SketchFunction").invoked_function_arn
+    error = "Execution already in progress with idempotency key: ..."
+    held = give_up(event, arn, "IdempotencyAlreadyInProgressError", error)
+    assert marker(held, lambda_context("DeadLetterFunction"))["state"] == "held"
+    assert items(moto_aws, upload.image_id)["sketch"]["state"] == "rendering"
     assert moto_aws.messages("RenderDeadLetterQueue") == []
 
 

@@ -193,7 +193,11 @@ def test_the_image_record_holds_who_uploaded_what_and_the_options() -> None:
     body = {**GOOD, "options": {"oil": {"strength": 0.3}}}
     plan = uploads.plan_upload(uploads.parse_request(body, CPU_STYLES, LIMITS), "u-1", LIMITS, 600)
     image = uploads.image_record(plan)
-    assert (image["owner"], image["styles"], image["filename"]) == ("u-1", ["sketch", "oil"], "red flower.jpg")
+    assert (image["owner"], image["styles"], image["filename"]) == (
+        "u-1",
+        ["sketch", "oil"],
+        "red flower.jpg",
+    )
     assert image["source_key"] == plan.key and image["declared_bytes"] == GOOD["size"]
     assert image["options"] == {"oil": {"strength": 0.3}}
 

@@ -16,6 +16,7 @@ The records have the shape of Lambda's asynchronous-invoke destination records (
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -119,8 +120,13 @@ def deadletter_handler(adapters: Any = None, env: Mapping[str, str] | None = Non
         upload = keys.describe(key, etag, metadata, styles.CPU_STYLES)
         reason, message = reason_of(record)
         fields = status.job_fields(upload, etag, metadata)
-        marked = app.board.fail(upload.image_id, style, reason, message, fields)
         logger.append_keys(image_id=upload.image_id, style=style, reason=reason)
+        current = next((i for i in app.board.items(upload.image_id) if i.get("style") == style), {})
+        if current.get("state") == "rendering" and int(current.get("deadline_at", 0)) > time.time():
+            # another copy of the event holds the job (this copy found it in progress): it ends it
+            logger.info("the job is held by a live invocation; nothing to mark")
+            return {"state": "held", "image_id": upload.image_id, "style": style}
+        marked = app.board.fail(upload.image_id, style, reason, message, fields)
         if not marked:  # a copy of the event finished it meanwhile: not a failed job
             logger.info("the job had already ended; nothing to mark")
             return {"state": "ended", "image_id": upload.image_id, "style": style}

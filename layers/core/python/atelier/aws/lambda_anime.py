@@ -113,4 +113,7 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
             status_fields={"model": name, "trained": trained},
         )
 
-    return style_handler(STYLE, app, resolver)
+    def version(key: str, metadata: dict[str, str]) -> str:  # without loading the model
+        return f"anime:{variant(key, metadata, default)}:{max_side}"
+
+    return style_handler(STYLE, app, resolver, version)

@@ -42,18 +42,22 @@ def style_handler(
     style_name: str,
     adapters: wiring.Adapters | None = None,
     resolver: JobResolver | None = None,
+    version: Callable[[str, dict[str, str]], str] | None = None,
 ) -> Handler:
     """Build the handler of one style; everything expensive is built here, once per container.
 
     ``resolver`` picks the job per upload from its key and metadata (the anime model variant, say);
     without it the style's own renderer runs with the options the object's metadata asks for (its
-    ``strength``; see :func:`atelier.pipeline.style_job`). The job's fingerprint is in the idempotency key.
+    ``strength``; see :func:`atelier.pipeline.style_job`). ``version`` names the job's version cheaply,
+    before a model loads (default: the resolved job's fingerprint); it is in the idempotency key.
 
-    The status says ``rendering`` from the start. A job that can never run (JobFailed: a missing model, a bad
-    option) ends ``failed`` at once, its record in the dead-letter queue; a store error is raised for
-    Lambda to retry, and the function's on-failure destination marks the job failed after the last retry.
+    One copy of an event holds the job at a time (the idempotency record); it says ``rendering`` from the
+    moment it holds it. A job that can never run (JobFailed: a missing model, a bad option) ends ``failed``
+    at once, its record in the dead-letter queue; a store error is raised for Lambda to retry, and the
+    function's on-failure destination (:mod:`atelier.aws.deadletter`) fails the job after the last retry.
     """
     resolve = resolver or cpu_resolver(styles.get(style_name))
+    version_of = version or (lambda key, metadata: resolve(key, metadata).fingerprint)
     service = f"atelier-{style_name}"
     logger = Logger(service=service)
     tracer = Tracer(service=service)
@@ -62,14 +66,48 @@ def style_handler(
     persistence = DynamoDBPersistenceLayer(table_name=app.config.idempotency_table, boto3_client=app.dynamodb)
     idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600, raise_on_no_idempotency_key=True)
 
+    def fail_now(
+        failed: JobFailed,
+        fields: dict[str, Any],
+        event: S3EventBridgeNotificationEvent,
+        context: LambdaContext,
+    ) -> dict[str, Any]:
+        """Permanent: failed at once, its record kept in the dead-letter queue (once), never retried."""
+        image_id = str(fields["image_id"])
+        if app.board.fail(image_id, style_name, failed.reason, failed.message, fields):
+            record = failure_record(
+                event.raw_event, context, "PermanentFailure", failed.reason, failed.message
+            )
+            if app.dead_letters is not None:
+                app.dead_letters.send(with_job(record, image_id, style_name, failed.reason, failed.message))
+        return {
+            **fields,
+            "state": "failed",
+            "style": style_name,
+            "reason": failed.reason,
+            "message": failed.message,
+        }
+
     @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=idempotency)
     def render_once(
-        request: dict[str, str], job: StyleJob, head: ObjectHead, deadline_at: int
+        request: dict[str, str],
+        head: ObjectHead,
+        fields: dict[str, Any],
+        deadline_at: int,
+        event: S3EventBridgeNotificationEvent,
+        context: LambdaContext,
     ) -> dict[str, Any]:
+        image_id, key = str(fields["image_id"]), request["key"]
+        if not app.board.rendering(image_id, style_name, deadline_at, fields):
+            return {"state": "skipped", "style": style_name, "source_key": key, "message": "already finished"}
+        try:
+            job = resolve(key, dict(head.metadata))
+        except JobFailed as failed:
+            return fail_now(failed, fields, event, context)
         outcome = render_object(
             app.store,
             app.board,
-            request["key"],
+            key,
             request["etag"],
             job,
             app.config.limits,
@@ -96,36 +134,21 @@ def style_handler(
         if style_name not in upload.styles:
             return {**skipped, "image_id": upload.image_id, "message": "style not requested"}
         fields = status.job_fields(upload, head.etag, head.metadata)
-        deadline_at = int(time.time() + context.get_remaining_time_in_millis() / 1000)
-        # rendering from the first moment: the model of a job may take seconds to load
-        if not app.board.rendering(upload.image_id, style_name, deadline_at, fields):
-            return {**skipped, "image_id": upload.image_id, "message": "already finished"}
         try:
-            job = resolve(key, dict(head.metadata))
-            request = {"bucket": event.detail.bucket.name, "key": key, "etag": etag, "style": style_name}
+            version = version_of(key, dict(head.metadata))
+        except JobFailed as failed:  # a bad option: known before any lock is taken
+            return fail_now(failed, fields, event, context)
+        request = {"bucket": event.detail.bucket.name, "key": key, "etag": etag, "style": style_name}
+        deadline_at = int(time.time() + context.get_remaining_time_in_millis() / 1000)
+        try:
             return render_once(
-                request={**request, "style_version": job.fingerprint},
-                job=job,
+                request={**request, "style_version": version},
                 head=head,
+                fields=fields,
                 deadline_at=deadline_at,
+                event=event,
+                context=context,
             )
-        except JobFailed as failed:
-            # permanent: failed at once and kept in the dead-letter queue, never retried
-            if app.board.fail(upload.image_id, style_name, failed.reason, failed.message, fields):
-                record = failure_record(
-                    event.raw_event, context, "PermanentFailure", failed.reason, failed.message
-                )
-                if app.dead_letters is not None:
-                    app.dead_letters.send(
-                        with_job(record, upload.image_id, style_name, failed.reason, failed.message)
-                    )
-            return {
-                **fields,
-                "state": "failed",
-                "style": style_name,
-                "reason": failed.reason,
-                "message": failed.message,
-            }
         except StoreError as exc:
             # transient, or so Lambda assumes: pending until the retry; after the last one the dead-letter
             # marker (the on-failure destination) says failed

@@ -666,6 +666,14 @@ class LocalStack:
             self._dispatcher.start()
         return self._dispatcher
 
+    def restart_dispatcher(self, *, abandon: bool = True, **kwargs: Any) -> Dispatcher:
+        """Stop the dispatcher (``abandon``: as if it crashed, its accepted events left in its state) and
+        start a new one with ``kwargs``; give it the same ``state_dir`` to pick up where the last stopped."""
+        if self._dispatcher is not None:
+            self._dispatcher.stop(abandon=abandon)
+            self._dispatcher = None
+        return self.start_dispatcher(**kwargs)
+
     @property
     def dispatcher(self) -> Dispatcher:
         """The running dispatcher (see :meth:`start_dispatcher`)."""
