@@ -129,9 +129,15 @@
 
     updateTile(entry) {
       const tile = this.tiles.get(entry.style);
-      if (!tile || tile.dataset.state === entry.state) return;
+      if (!tile || (tile.dataset.state === entry.state && entry.state !== "pending")) return;
       tile.dataset.state = entry.state;
-      const label = { pending: "rendering", done: "done", rejected: "rejected", failed: "failed" };
+      const label = {
+        pending: entry.last_error ? "retrying" : "waiting",
+        rendering: "rendering",
+        done: "done",
+        rejected: "rejected",
+        failed: "failed",
+      };
       $(".tile-state", tile).textContent = label[entry.state] || entry.state;
       if (entry.state === "done") {
         const after = $(".compare-after", tile);

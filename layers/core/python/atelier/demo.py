@@ -16,8 +16,8 @@ from atelier import gallery, keys, styles
 from atelier.aws.status import DynamoStatusStore
 from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
+from atelier.status import TERMINAL
 
-TERMINAL = {"done", "rejected", "failed"}
 DEV_MODELS = ("animeganv2-dev", "edsr_baseline_x2-dev")
 UNTRAINED = "untrained dev model: shows the code path, not a trained style"
 

@@ -134,6 +134,11 @@ def plan(count: int, seed: int = 0, sizes: Sequence[int] = (320, 640, 1024, 1600
             upload.styles = [chosen[0], "anime"]
             upload.options = {"anime": {"model": MISSING_MODEL}}
             upload.expect = {chosen[0]: "done", "anime": "failed"}
+        elif kind == "killed":  # large, so that its renders are running when the killer looks
+            upload.body, upload.content_type = _encode(_photo(rng, max(sizes)), "jpeg")
+            upload.filename = f"load-{n:04d}.jpg"
+            upload.styles = rng.sample(("oil", "watercolor", "pencil"), 3)
+            upload.expect = {s: "done" for s in upload.styles}
         else:
             if kind == "photo" and rng.random() < 0.15:
                 upload.styles = [*chosen, "anime"]  # the stack's own (installed) anime model
@@ -223,12 +228,14 @@ def run(
     workers: int = 6,
     poll: float = 0.5,
     killable: Sequence[str] = ("SketchFunction", "PencilFunction", "OilFunction", "WatercolorFunction"),
+    rate: float | None = None,
 ) -> Run:
     """Upload everything (``workers`` at a time) with the faults above, then wait for every job to end.
 
     ``dispatcher()`` is the running dispatcher (it changes at the restart), ``restart_dispatcher()`` kills
     it and starts another on the same state, ``restart_s3()`` restarts SeaweedFS, ``list_renders(id)``
-    lists ``renders/<id>/``, and ``dead_letters()`` drains the render dead-letter queue. Only invocations of
+    lists ``renders/<id>/``, and ``dead_letters()`` drains the render dead-letter queue. ``rate`` paces the
+    uploads (per second; None: all at once, a burst). Only invocations of
     the ``killable`` functions are killed: their retry must come after their killed copy's claim on the job
     has run out (its timeout), as Lambda's retries (a minute, then two) come after a function's timeout.
     """
@@ -252,7 +259,7 @@ def run(
                 with lock:
                     hit = next((k for k in to_kill if k and k in key and k not in done_keys), None)
                 if hit is not None:
-                    time.sleep(random.uniform(0.05, 0.3))  # somewhere in the render
+                    time.sleep(random.uniform(0.0, 0.05))  # early in a render of a large photo
                     if dispatcher().kill(invocation.request_id):
                         done_keys.add(hit)
                         result.killed.append(invocation.request_id)
@@ -293,6 +300,8 @@ def run(
         for upload in pending:
             futures.append(pool.submit(send, upload))
             sent += 1
+            if rate:
+                time.sleep(1.0 / rate)
             if sent == restart_at["dispatcher"]:
                 started = time.monotonic()
                 restart_dispatcher()
@@ -398,3 +407,76 @@ def summary(result: Run) -> dict[str, Any]:
 def as_json(result: Run) -> str:
     """The summary and the problems, as JSON."""
     return json.dumps({"summary": summary(result), "problems": check(result)}, indent=2)
+
+
+# Lambda's timing, scaled down: its retries (about a minute, then two) come after a copy that died holding
+# the job has lost its claim on it (its function's timeout). A CPU render here takes a few seconds at most,
+# the dev anime model up to tens of seconds on two loaded cores.
+TIMEOUTS_S = {"AnimeFunction": 60.0, "DeadLetterFunction": 30.0}
+CPU_TIMEOUT_S = 10.0
+RETRY_DELAYS = (15.0, 50.0)  # the first after a CPU style's timeout, both after anime's
+
+
+def dispatcher_options(stack: Any, state_dir: Path, max_workers: int = 4) -> dict[str, Any]:
+    """How the scenario runs the stack's dispatcher: process isolation, a durable state, local timing."""
+    functions = [fn.logical_id for fn in stack.template.functions()]
+    return {
+        "apply_env": False,
+        "isolation": "process",
+        "state_dir": state_dir,
+        "max_workers": max_workers,
+        "retry_delays": RETRY_DELAYS,
+        "function_timeouts": {
+            fn: TIMEOUTS_S.get(fn, CPU_TIMEOUT_S) for fn in functions if fn != "ApiFunction"
+        },
+    }
+
+
+def drain(stack: Any, queue: str) -> list[dict[str, Any]]:
+    """Every message of one of the stack's queues (a logical id), removed, as JSON."""
+    url = stack.queue_urls[queue]
+    out: list[dict[str, Any]] = []
+    while True:
+        got = stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        if not got.get("Messages"):
+            return out
+        for message in got["Messages"]:
+            out.append(json.loads(message["Body"]))
+            stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def on_stack(
+    stack: Any,
+    uploads: list[Upload],
+    state_dir: Path,
+    *,
+    max_workers: int = 4,
+    bound: float = 300.0,
+    rate: float | None = None,
+) -> Run:
+    """:func:`run` on a started :class:`~atelier.local.stack.LocalStack` (its variables in os.environ):
+    its dispatcher in process isolation on ``state_dir``, its API served on loopback."""
+    from atelier.local.api_server import serve_api
+
+    options = dispatcher_options(stack, state_dir, max_workers)
+    stack.start_dispatcher(**options)
+    url, stop_api = serve_api(stack)
+
+    def list_renders(image_id: str) -> list[str]:
+        listed = stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"renders/{image_id}/")
+        return [o["Key"] for o in listed.get("Contents", [])]
+
+    try:
+        return run(
+            uploads,
+            Client(url + "/api"),
+            dispatcher=lambda: stack.dispatcher,
+            restart_dispatcher=lambda: stack.restart_dispatcher(abandon=True, **options),
+            restart_s3=stack.restart_s3,
+            list_renders=list_renders,
+            dead_letters=lambda: drain(stack, "RenderDeadLetterQueue"),
+            bound=bound,
+            rate=rate,
+        )
+    finally:
+        stop_api()
