@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +10,7 @@ import pytest
 from atelier.local.api_server import serve_api
 from atelier.local.dispatcher import Dispatcher
 from atelier.local.stack import LocalStack
+from tests.stacks import start_dev_stack
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +20,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     It offers ``.s3``, ``.dynamodb``, ``.sqs`` (boto3 clients), ``.names`` (logical id -> local name),
     ``.queue_urls``, ``.bucket``, ``.env`` (the variables the application reads) and ``.dispatcher``.
     """
-    models = tmp_path_factory.mktemp("models")
-    build_dev = [sys.executable, "-m", "atelier.models.cli", "--cache", str(models), "build-dev"]
-    subprocess.run([*build_dev, "--only", "animeganv2-dev"], check=True, capture_output=True, timeout=300)
-    # the untrained dev generator stands in for the template's default AnimeGANv2 model
-    stack = LocalStack(tmp_path_factory.mktemp("local-stack"), parameters={"AnimeModel": "animeganv2-dev"})
-    stack.start()
-    stack.env["ATELIER_MODEL_DIR"] = str(models)
+    stack = start_dev_stack(tmp_path_factory, "local-stack")
     try:
         # The environment is applied per test (see _local_stack_env), not for the whole session, so that
         # tests run later in the same session (unit tests under moto's mock) never see these endpoints.

@@ -9,8 +9,6 @@ SeaweedFS restarted while they are in flight. See :mod:`atelier.local.faults` fo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from atelier.local import faults
 from atelier.local.stack import LocalStack
+from tests.stacks import start_dev_stack
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A stack of its own (this test restarts its servers), with the dev anime model installed."""
-    models = tmp_path_factory.mktemp("models")
-    build_dev = [sys.executable, "-m", "atelier.models.cli", "--cache", str(models), "build-dev"]
-    subprocess.run([*build_dev, "--only", "animeganv2-dev"], check=True, capture_output=True, timeout=300)
-    stack = LocalStack(tmp_path_factory.mktemp("fault-stack"), parameters={"AnimeModel": "animeganv2-dev"})
-    stack.start()
-    stack.env["ATELIER_MODEL_DIR"] = str(models)
+    stack = start_dev_stack(tmp_path_factory, "fault-stack")
     try:
         yield stack
     finally:
