@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         models = root / "models"
         build = [sys.executable, "-m", "atelier.models.cli", "--cache", str(models), "build-dev"]
         subprocess.run([*build, "--only", "animeganv2-dev"], check=True, capture_output=True, timeout=600)
-        with LocalStack(root / "stack", parameters={"AnimeModel": "animeganv2-dev"}) as stack:
+        parameters = {"AnimeModel": "animeganv2-dev"}
+        with LocalStack(root / "stack", parameters=parameters, moto_mode="process") as stack:
             stack.env["ATELIER_MODEL_DIR"] = str(models)
             stack.env["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the table, not every render's log line
             os.environ.update(stack.env)

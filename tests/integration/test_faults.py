@@ -23,8 +23,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A stack of its own (this test restarts its servers), with the dev anime model installed."""
-    stack = start_dev_stack(tmp_path_factory, "fault-stack")
+    """A stack of its own (this test restarts its servers), with the dev anime model installed; moto in a
+    process of its own, as the API, the dispatcher and the client share this one."""
+    stack = start_dev_stack(tmp_path_factory, "fault-stack", moto_mode="process")
     try:
         yield stack
     finally:

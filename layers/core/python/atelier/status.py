@@ -164,6 +164,8 @@ def view(image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
                 entry[name] = item[name]
         if item.get("started_at"):
             entry["started_at"] = _iso(item["started_at"])
+        if state in TERMINAL and raw.get("state") in TERMINAL and raw.get("updated_at"):
+            entry["finished_at"] = _iso(raw["updated_at"])
         if state == "done":
             output_key = str(item.get("output_key", ""))
             entry.update(
