@@ -143,3 +143,27 @@ def test_the_view_ends_a_job_whose_handler_died_and_labels_an_untrained_model() 
     sketch, oil = view["styles"]
     assert (sketch["state"], sketch["reason"]) == ("failed", "timed_out")
     assert (oil["model"], oil["trained"]) == ("animeganv2-dev", False)
+
+
+def test_the_api_document_names_every_state_and_failure_reason() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
+    style_status = spec["components"]["schemas"]["StyleStatus"]["properties"]
+    assert style_status["state"]["enum"] == list(status.STATES)
+    for reason in status.FAILURE_REASONS:
+        assert reason in style_status["reason"]["description"]
+
+
+def test_a_failure_reason_is_one_of_the_known_ones(board: Board) -> None:
+    with pytest.raises(ValueError, match="not a failure reason"):
+        board.fail(IMAGE, "sketch", "oops", "?", fields())
+
+
+def test_a_job_waiting_for_a_retry_ends_too(board: Board) -> None:
+    assert board.retrying(IMAGE, "sketch", "SlowDown", fields())
+    waiting = item(board)
+    assert waiting["deadline_at"] == 1000 + status.PENDING_GRACE_SECONDS
+    assert status.effective(waiting, waiting["deadline_at"] + 1)["reason"] == "timed_out"

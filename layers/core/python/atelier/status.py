@@ -19,13 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from atelier.keys import Upload, job_key
 from atelier.storage import StatusStore
 
-State = Literal["pending", "rendering", "done", "failed", "rejected"]
-STATES: tuple[State, ...] = ("pending", "rendering", "done", "failed", "rejected")
+STATES = ("pending", "rendering", "done", "failed", "rejected")  # the order a job goes through them
 TERMINAL: tuple[str, ...] = ("done", "failed", "rejected")
 IMAGE_RECORD = "#image"  # the item of the image itself, beside one item per style
 
@@ -39,8 +38,8 @@ FAILURE_REASONS: dict[str, str] = {
     "event_expired": "the event waited too long for a handler",
     "timed_out": "the render stopped before it finished",
 }
-# A pending job no handler took within this long after its upload window closed is reported timed out:
-# past the event's maximum age (an hour) and every retry of every function.
+# A pending job no handler took within this long (after its upload window closed, or after the transient
+# error it waits on) is reported timed out: past the event's maximum age (an hour) and every retry.
 PENDING_GRACE_SECONDS = 3 * 3600
 
 
@@ -86,7 +85,9 @@ class Board:
 
     def retrying(self, image_id: str, style: str, message: str, fields: Mapping[str, Any]) -> bool:
         """A transient error: the job waits for its retry, saying what went wrong."""
-        return self._unless_ended(image_id, style, {**fields, "state": "pending", "last_error": message})
+        deadline = int(self.clock()) + PENDING_GRACE_SECONDS
+        item = {**fields, "state": "pending", "last_error": message, "deadline_at": deadline}
+        return self._unless_ended(image_id, style, item)
 
     def finish(self, image_id: str, style: str, item: Mapping[str, Any]) -> None:
         """A handler's own end: ``done``, ``rejected`` or ``failed`` with the item's fields."""
@@ -96,6 +97,8 @@ class Board:
 
     def fail(self, image_id: str, style: str, reason: str, message: str, fields: Mapping[str, Any]) -> bool:
         """``failed`` with a reason; False (and nothing written) when this job has already ended."""
+        if reason not in FAILURE_REASONS:
+            raise ValueError(f"{reason!r} is not a failure reason: {', '.join(FAILURE_REASONS)}")
         return self._unless_ended(
             image_id, style, {**fields, "state": "failed", "reason": reason, "message": message}
         )
