@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atelier import keys, status, styles
+from atelier.aws.s3 import object_of
 from atelier.config import AppConfig, ConfigError
 from atelier.storage import NotFound
 
@@ -74,12 +74,6 @@ def style_of_function(function_arn: str, prefix: str) -> str:
     if style not in STYLES:
         raise ValueError(f"{function_arn!r} is not a style function named {prefix}<style>")
     return style
-
-
-def object_of(event: Mapping[str, Any]) -> tuple[str, str]:
-    """The key (decoded) and ETag of an S3 "Object Created" event."""
-    obj = event["detail"]["object"]
-    return unquote_plus(obj["key"]), str(obj.get("etag", "")).strip('"')
 
 
 def reason_of(record: Mapping[str, Any]) -> tuple[str, str]:

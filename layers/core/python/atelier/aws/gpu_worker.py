@@ -13,7 +13,7 @@ from typing import Any
 
 from atelier import keys, options, status, styles
 from atelier.aws import wiring
-from atelier.aws.deadletter import object_of
+from atelier.aws.s3 import object_of
 from atelier.aws.sqs import SqsJobQueue
 from atelier.config import AppConfig, ConfigError
 from atelier.errors import JobFailed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -104,3 +105,9 @@ class S3ObjectStore:
         except NotFound:
             return False
         return True
+
+
+def object_of(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The key (decoded) and ETag of an S3 "Object Created" event."""
+    obj = event["detail"]["object"]
+    return unquote_plus(obj["key"]), str(obj.get("etag", "")).strip('"')
