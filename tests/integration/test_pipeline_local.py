@@ -220,6 +220,7 @@ def test_anime_upload_renders_with_the_dev_model_at_the_input_size(
     assert item["state"] == "done" and item["output_key"] == f"renders/{image_id}/anime.png"
     assert (item["width"], item["height"]) == (600, 400)  # aspect kept, no square crop
     assert item["style_fingerprint"].startswith("anime:animeganv2-dev:")
+    assert (item["model"], item["trained"]) == ("animeganv2-dev", False)  # clients label such output
     invoked = {i.function for i in dispatcher.invocations() if i.key and unique_id in i.key}
     assert invoked == {"AnimeFunction"}
 
