@@ -32,6 +32,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         stack.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about two minutes on two cores; the run itself is bounded at five
 def test_every_job_ends_as_it_should_through_faults_and_load(
     stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

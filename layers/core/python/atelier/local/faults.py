@@ -165,8 +165,8 @@ class Client:
                     return response
                 if response.status_code < 500:
                     raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
-            except requests.ConnectionError:
-                pass  # the store is restarting: try again, as a page would
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # the store is restarting, or the API is slow under the load: try again, as a page would
             time.sleep(min(0.25 * 2**attempt, 2.0))
         raise RuntimeError("gave up after retries")
 
@@ -418,11 +418,11 @@ def as_json(result: Run) -> str:
 
 
 # Lambda's timing, scaled down: its retries (about a minute, then two) come after a copy that died holding
-# the job has lost its claim on it (its function's timeout). A CPU render here takes a few seconds at most,
-# the dev anime model up to tens of seconds on two loaded cores.
-TIMEOUTS_S = {"AnimeFunction": 60.0, "DeadLetterFunction": 30.0}
-CPU_TIMEOUT_S = 10.0
-RETRY_DELAYS = (15.0, 50.0)  # the first after a CPU style's timeout, both after anime's
+# the job has lost its claim on it (its function's timeout). A CPU render here takes a few seconds at most
+# alone, but four share two cores under load; the dev anime model takes up to tens of seconds.
+TIMEOUTS_S = {"AnimeFunction": 90.0, "DeadLetterFunction": 30.0}
+CPU_TIMEOUT_S = 30.0
+RETRY_DELAYS = (35.0, 100.0)  # the first after a CPU style's timeout, both after anime's
 
 
 def dispatcher_options(stack: Any, state_dir: Path, max_workers: int = 4) -> dict[str, Any]:
