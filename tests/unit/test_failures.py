@@ -134,7 +134,8 @@ def test_the_marker_leaves_a_job_that_a_copy_of_the_event_finished(moto_aws: Mot
     key = "incoming/sketch/cat.jpg"
     event = put(moto_aws, key)
     app = wiring.build(moto_aws.config())
-    done = style_handler("sketch", app)(event, lambda_context("SketchFunction"))
+    context: Any = lambda_context("SketchFunction")
+    done = style_handler("sketch", app)(event, context)
     assert done["state"] == "done"
     arn = lambda_context("SketchFunction").invoked_function_arn
     result = marker(give_up(event, arn, "Error", "boom"), lambda_context("DeadLetterFunction"))
