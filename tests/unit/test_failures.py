@@ -143,20 +143,29 @@ def test_the_marker_leaves_a_job_that_a_copy_of_the_event_finished(moto_aws: Mot
     assert moto_aws.messages("RenderDeadLetterQueue") == []
 
 
-def test_the_marker_leaves_a_job_a_live_invocation_holds(moto_aws: MotoAws, marker: Any) -> None:
+def test_the_marker_leaves_a_job_a_live_copy_holds_but_not_its_own_crashed_claim(
+    moto_aws: MotoAws, marker: Any
+) -> None:
     key = "incoming/sketch/cat.jpg"
     event = put(moto_aws, key)
     app = wiring.build(moto_aws.config())
     head = app.store.head(key)
     upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
     fields = status.job_fields(upload, head.etag, head.metadata)
-    app.board.rendering(upload.image_id, "sketch", int(time.time()) + 60, fields)  # the copy that holds it
+    holder = {**fields, "request_id": "another-copy"}
+    app.board.rendering(upload.image_id, "sketch", int(time.time()) + 60, holder)  # it holds the job
     arn = lambda_context("SketchFunction").invoked_function_arn
     error = "Execution already in progress with idempotency key: ..."
-    held = give_up(event, arn, "IdempotencyAlreadyInProgressError", error)
+    held = give_up(event, arn, "IdempotencyAlreadyInProgressError", error)  # requestId r-1
     assert marker(held, lambda_context("DeadLetterFunction"))["state"] == "held"
     assert items(moto_aws, upload.image_id)["sketch"]["state"] == "rendering"
     assert moto_aws.messages("RenderDeadLetterQueue") == []
+    # the same invocation's own claim, left by its last attempt's crash, is no live copy: failed
+    app.board.rendering(upload.image_id, "sketch", int(time.time()) + 60, {**fields, "request_id": "r-1"})
+    crashed = give_up(event, arn, "Runtime.ExitError", "Runtime exited with error: signal: killed")
+    assert marker(crashed, lambda_context("DeadLetterFunction"))["state"] == "failed"
+    assert items(moto_aws, upload.image_id)["sketch"]["state"] == "failed"
+    assert len(moto_aws.messages("RenderDeadLetterQueue")) == 1
 
 
 def test_the_marker_reads_the_style_from_the_function_name() -> None:

@@ -116,7 +116,9 @@ def deadletter_handler(adapters: Any = None, env: Mapping[str, str] | None = Non
         fields = status.job_fields(upload, etag, metadata)
         logger.append_keys(image_id=upload.image_id, style=style, reason=reason)
         current = next((i for i in app.board.items(upload.image_id) if i.get("style") == style), {})
-        if current.get("state") == "rendering" and int(current.get("deadline_at", 0)) > time.time():
+        own = current.get("request_id") == (record.get("requestContext") or {}).get("requestId")
+        live = current.get("state") == "rendering" and int(current.get("deadline_at", 0)) > time.time()
+        if live and not own:
             # another copy of the event holds the job (this copy found it in progress): it ends it
             logger.info("the job is held by a live invocation; nothing to mark")
             return {"state": "held", "image_id": upload.image_id, "style": style}

@@ -98,7 +98,10 @@ def style_handler(
         context: LambdaContext,
     ) -> dict[str, Any]:
         image_id, key = str(fields["image_id"]), request["key"]
-        if not app.board.rendering(image_id, style_name, deadline_at, fields):
+        # the invocation's request id (the same on Lambda's retries of it) tells the dead-letter marker
+        # whether a claim it finds is this invocation's own or a live copy's
+        claim = {**fields, "request_id": getattr(context, "aws_request_id", "")}
+        if not app.board.rendering(image_id, style_name, deadline_at, claim):
             return {"state": "skipped", "style": style_name, "source_key": key, "message": "already finished"}
         try:
             job = resolve(key, dict(head.metadata))
