@@ -21,6 +21,7 @@ from atelier.cache import CachePolicy
 from atelier.config import AppConfig
 from atelier.pipeline import Cache
 from atelier.status import Board
+from atelier.storage import DeadLetters
 
 # Standard retry mode retries throttling and 5xx with backoff; what is left after it reaches the handler
 # as a TransientStoreError and Lambda's own retries take over.
@@ -44,7 +45,7 @@ class Adapters:
     board: Board
     cache: Cache | None
     sqs: Any
-    dead_letters: SqsDeadLetters | None
+    dead_letters: DeadLetters | None
 
 
 def client(service: str) -> Any:
