@@ -1,16 +1,29 @@
-"""Safe decode: caps from the header first, then the fewest pixels that serve the working resolution."""
+"""Safe decode: caps from the header first, then the whole file's structure, then the fewest pixels that
+serve the working resolution.
+
+JPEG is decoded by libjpeg-turbo through simplejpeg, which reports libjpeg's warnings (OpenCV drops them):
+"premature end of data", a bad Huffman code and the like refuse the image as ``corrupt``, with libjpeg's
+own words; the few libjpeg treats as harmless are logged and the image renders. Its output, reduced or
+not, is bit-identical to OpenCV's. PNG and WebP are decoded by OpenCV once :mod:`atelier.container` has
+checked their chunks, checksums and inflated size.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+import simplejpeg
 
+from atelier import container
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
 from atelier.probe import ImageInfo, check, probe, raise_too_large
+
+log = logging.getLogger(__name__)
 
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
@@ -21,8 +34,9 @@ class Decoded:
 
     bgr: np.ndarray
     alpha: np.ndarray | None
-    info: ImageInfo
+    info: ImageInfo  # what the header said, with the orientation the whole file gives
     reduction: int = 1  # the JPEG DCT-domain reduction used (1, 2, 4 or 8)
+    warnings: tuple[str, ...] = ()  # what the decoders found odd but harmless
 
     @property
     def height(self) -> int:
@@ -60,36 +74,87 @@ def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = N
         info = inspect(data, limits)
     else:
         check(info, limits)
-    buf = np.frombuffer(data, dtype=np.uint8)
+    budget = container.Budget(info, limits)
+    box = container.read(data, info, limits, budget)
+    info = replace(info, orientation=box.orientation)
+    warnings = list(box.warnings)
     reduction = 1
     if info.format == "jpeg":
-        _require_jpeg_end(data)
         reduction = jpeg_reduction(info, limits.working_pixels)
-        flags = _REDUCED.get(reduction, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    elif info.has_alpha or info.bit_depth == 16:
-        flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
+        img = _jpeg_pixels(box.data, info, reduction, warnings)
     else:
-        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        img = _opencv_pixels(box.data, info)
+        if box.grey_key is not None and img.ndim == 2:
+            img = _grey_with_key(img, box.grey_key, info.bit_depth)
+    budget.check("decoding")
+    for warning in warnings:
+        log.warning("decoded with a warning: %s", warning)
+    bgr, alpha = _to_bgr8(img)
+    bgr, alpha = _orient(bgr, alpha, info.orientation)
+    bgr, alpha = _fit_working(bgr, alpha, limits.working_pixels)
+    return Decoded(bgr, alpha, info, reduction, tuple(warnings))
+
+
+# libjpeg warnings that it, and so every viewer, reads past without losing a pixel
+_HARMLESS_JPEG = (
+    "extraneous bytes before marker",
+    "unknown JFIF revision",
+    "Unknown Adobe color transform",
+    "bad ICC marker",
+)
+
+
+def _jpeg_pixels(data: bytes, info: ImageInfo, reduction: int, warnings: list[str]) -> np.ndarray:
+    """Decode a JPEG with libjpeg's warnings counted; reduced 1/2, 1/4 or 1/8 in the DCT domain."""
+    size = {"min_height": -(-info.height // reduction), "min_width": -(-info.width // reduction)}
     try:
-        img = cv2.imdecode(buf, flags)
+        return simplejpeg.decode_jpeg(data, colorspace="BGR", strict=True, **size)
+    except ValueError as exc:
+        said = str(exc)
+    if not any(text in said for text in _HARMLESS_JPEG):
+        if "Unsupported" in said or "not implemented" in said or "Sorry" in said:
+            raise ImageRejected("unsupported_format", f"this kind of JPEG is not supported (libjpeg: {said})")
+        raise ImageRejected("corrupt", f"the JPEG data is damaged (libjpeg: {said})")
+    warnings.append(f"libjpeg: {said}")
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="BGR", strict=False, **size)
+    except ValueError:
+        pass  # the warning came while reading the header, where simplejpeg stops even when lenient
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED.get(reduction, cv2.IMREAD_COLOR) | _NO_EXIF)
+    if img is None or img.size == 0:
+        raise ImageRejected("corrupt", "the JPEG data could not be decoded")
+    return img
+
+
+_NO_EXIF = cv2.IMREAD_IGNORE_ORIENTATION
+_OPENCV_WEBP_MIN = 32  # grfmt_webp.cpp's WEBP_HEADER_SIZE; a lossless WebP can be 28 bytes
+
+
+def _opencv_pixels(data: bytes, info: ImageInfo) -> np.ndarray:
+    if info.format == "webp" and len(data) < _OPENCV_WEBP_MIN:
+        # OpenCV will not look at a WebP under 32 bytes; libwebp ignores what follows the RIFF data
+        data += bytes(_OPENCV_WEBP_MIN - len(data))
+    if info.has_alpha or info.bit_depth == 16:
+        flags = cv2.IMREAD_UNCHANGED | _NO_EXIF
+    else:
+        flags = cv2.IMREAD_COLOR | _NO_EXIF
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
         if "CV_IO_MAX_IMAGE" in str(exc):  # OpenCV's own limit: the second line of defence held
             raise ImageRejected("too_many_pixels", "the image data is larger than its header says") from exc
         raise ImageRejected("corrupt", f"the {info.format.upper()} data could not be decoded") from exc
     if img is None or img.size == 0:
         raise ImageRejected("corrupt", f"the {info.format.upper()} data could not be decoded")
-    bgr, alpha = _to_bgr8(img)
-    bgr, alpha = _orient(bgr, alpha, info.orientation)
-    bgr, alpha = _fit_working(bgr, alpha, limits.working_pixels)
-    return Decoded(bgr, alpha, info, reduction)
+    return img
 
 
-def _require_jpeg_end(data: bytes) -> None:
-    # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the first
-    # FFD9 after the first scan is the real end of image; a truncated file has none.
-    sos = data.find(b"\xff\xda")
-    if sos < 0 or data.find(b"\xff\xd9", sos) < 0:
-        raise ImageRejected("corrupt", "the JPEG is truncated (no end-of-image marker)")
+def _grey_with_key(grey: np.ndarray, key: int, depth: int) -> np.ndarray:
+    """Grey plus alpha from a grey PNG's tRNS key (OpenCV returns such a PNG as one opaque channel)."""
+    if depth < 8:  # libpng scales 1, 2 and 4-bit grey to 8 bits by replicating the bits
+        key = key * 255 // ((1 << depth) - 1)
+    alpha = np.where(grey == key, 0, np.iinfo(grey.dtype).max).astype(grey.dtype)
+    return np.dstack([grey, alpha])
 
 
 def _to_bgr8(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

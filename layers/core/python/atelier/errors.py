@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-Reason = Literal["too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt"]
-REASONS: tuple[Reason, ...] = ("too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt")
+Reason = Literal["too_large_bytes", "too_many_pixels", "unsupported_format", "corrupt", "too_expensive"]
+REASONS: tuple[Reason, ...] = (
+    "too_large_bytes",
+    "too_many_pixels",
+    "unsupported_format",
+    "corrupt",
+    "too_expensive",
+)
 
 
 class ImageRejected(Exception):

@@ -31,10 +31,17 @@ class Limits:
     max_pixels: int = 50 * MP
     max_side: int = 20_000
     working_pixels: int = 24 * MP
+    # Work a valid file may ask of the decoder. A PNG's image data may inflate to this much more than its
+    # rows need (libpng reads the excess with a warning; a 2.7 MB IDAT can inflate to 2.7 GB).
+    max_extra_inflate: int = 8 * MB
+    # A progressive JPEG re-reads its coefficients once per scan; encoders write 10 to 20.
+    max_scans: int = 100
+    # Reading the structure and decoding, per megapixel (1 MP at least); decoders take 10 to 40 ms/MP here.
+    decode_ms_per_mp: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """Read ``ATELIER_MAX_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE`` and ``_WORKING_PIXELS`` from ``env``."""
+        """Read the ``ATELIER_`` caps (MAX_BYTES, MAX_PIXELS, MAX_SIDE, WORKING_PIXELS, ...) from ``env``."""
         env = os.environ if env is None else env
         d = cls()
         return cls(
@@ -42,4 +49,7 @@ class Limits:
             max_pixels=_env_int(env, "ATELIER_MAX_PIXELS", d.max_pixels),
             max_side=_env_int(env, "ATELIER_MAX_SIDE", d.max_side),
             working_pixels=_env_int(env, "ATELIER_WORKING_PIXELS", d.working_pixels),
+            max_extra_inflate=_env_int(env, "ATELIER_MAX_EXTRA_INFLATE", d.max_extra_inflate),
+            max_scans=_env_int(env, "ATELIER_MAX_SCANS", d.max_scans),
+            decode_ms_per_mp=_env_int(env, "ATELIER_DECODE_MS_PER_MP", d.decode_ms_per_mp),
         )

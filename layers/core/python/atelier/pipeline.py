@@ -87,11 +87,12 @@ class Outcome:
     message: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # hit, source_image_id, distance, reason
+    warnings: list[str] = field(default_factory=list)  # what the decoder found odd but harmless
     extra: dict[str, Any] = field(default_factory=dict)  # the job's own fields (StyleJob.status_fields)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without empty fields, the job's own fields beside the others."""
-        fields = {k: v for k, v in asdict(self).items() if k != "extra" and v not in ("", 0, {}, None)}
+        fields = {k: v for k, v in asdict(self).items() if k != "extra" and v not in ("", 0, {}, [], None)}
         return {**fields, **self.extra}
 
 
@@ -165,6 +166,9 @@ def render_object(
         data = store.read(key, expected_etag=head.etag)
         clock.mark("read")
         decoded = decode(data, limits, info)
+        info = decoded.info  # the orientation may be at the end of the file (a WebP's EXIF)
+        outcome.input_width, outcome.input_height = info.display_size
+        outcome.warnings = list(decoded.warnings)
         clock.mark("decode")
         fmt = job.output_format or info.format
         out_key = keys.render_key(upload.image_id, job.output_name or job.name, fmt)

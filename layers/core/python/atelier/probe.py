@@ -187,7 +187,11 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         if pos >= n:
             raise NeedMore(n * 2)
         if data[pos] != 0xFF:
-            raise ImageRejected("corrupt", f"JPEG marker expected at byte {pos}")
+            # libjpeg skips stray bytes before a marker with a warning (a segment length one short,
+            # padding between segments); the whole-file read in atelier.container logs them
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                raise NeedMore(n * 2)
         # markers may be preceded by any number of 0xFF fill bytes
         while pos < n and data[pos] == 0xFF:
             pos += 1
@@ -195,7 +199,11 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
             raise NeedMore(n * 2)
         marker = data[pos]
         pos += 1
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+        if marker == 0x00:
+            continue  # an escaped 0xFF outside a scan is stray data too
+        if marker == 0xD8:
+            raise ImageRejected("corrupt", "JPEG with a second start-of-image marker in its header")
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             continue  # stand-alone markers
         if marker == 0xD9:
             raise ImageRejected("corrupt", "JPEG ends before any frame header")
@@ -219,7 +227,7 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         if marker == 0xE1:
             if end > n:
                 raise NeedMore(end)
-            orientation = _exif_orientation(data[pos + 2 : end], jpeg_app1=True) or orientation
+            orientation = exif_orientation(data[pos + 2 : end], jpeg_app1=True) or orientation
         pos = end
 
 
@@ -237,8 +245,11 @@ def _probe_png(data: bytes) -> ImageInfo:
         raise ImageRejected("corrupt", f"PNG with bit depth {depth} and colour type {color_type}")
     has_alpha = color_type in (4, 6)
     orientation = 1
+    frames: int | None = None  # acTL's frame count, for an APNG
+    frame_before_idat = False
     pos = 33
-    # tRNS, eXIf and acTL come before the image data; stop at the first IDAT
+    # tRNS, acTL and usually eXIf come before the image data; stop at the first IDAT (an eXIf after
+    # it is found by the whole-file read in atelier.container)
     while True:
         if pos + 8 > len(data):
             raise NeedMore(pos + 8)
@@ -251,12 +262,20 @@ def _probe_png(data: bytes) -> ImageInfo:
         if ctype == b"tRNS":
             has_alpha = True
         elif ctype == b"acTL":
-            raise ImageRejected("unsupported_format", "detected animated PNG (APNG); send a still image")
+            if pos + 12 > len(data):
+                raise NeedMore(pos + 12)
+            (frames,) = struct.unpack(">I", data[pos + 8 : pos + 12])
+        elif ctype == b"fcTL":
+            frame_before_idat = True
         elif ctype == b"eXIf":
             if end > len(data):
                 raise NeedMore(end)
-            orientation = _exif_orientation(data[pos + 8 : pos + 8 + clen]) or 1
+            orientation = exif_orientation(data[pos + 8 : pos + 8 + clen]) or 1
         pos = end
+    # An APNG of one frame that is the image data itself is a still image; otherwise the default image
+    # (IDAT) is one more frame than acTL counts, as Pillow reads it.
+    if frames is not None and frames + (0 if frame_before_idat else 1) > 1:
+        raise ImageRejected("unsupported_format", "detected animated PNG (APNG); send a still image")
     return ImageInfo("png", width, height, has_alpha, orientation, depth)
 
 
@@ -264,10 +283,12 @@ def _probe_png(data: bytes) -> ImageInfo:
 
 
 def _probe_webp(data: bytes) -> ImageInfo:
-    if len(data) < 30:
+    if len(data) < 25:  # a lossless (VP8L) header ends at byte 25; the others at 30
         raise NeedMore(30)
     fourcc = data[12:16]
     payload = data[20:]
+    if fourcc != b"VP8L" and len(data) < 30:
+        raise NeedMore(30)
     if fourcc == b"VP8 ":
         if payload[3:6] != b"\x9d\x01\x2a":
             raise ImageRejected("corrupt", "WebP VP8 frame without its start code")
@@ -287,34 +308,16 @@ def _probe_webp(data: bytes) -> ImageInfo:
         h = int.from_bytes(payload[7:10], "little") + 1
         if flags & 0x02:
             raise ImageRejected("unsupported_format", "detected animated WebP; send a still image")
-        orientation = 1
-        if flags & 0x08:
-            orientation = _webp_exif_orientation(data)
-        return ImageInfo("webp", w, h, bool(flags & 0x10), orientation)
+        # The EXIF chunk (orientation) comes after the image data, where libwebpmux and Pillow write
+        # it: the whole-file read in atelier.container finds it, so the header read stays short.
+        return ImageInfo("webp", w, h, bool(flags & 0x10))
     raise ImageRejected("corrupt", f"WebP with unknown first chunk {fourcc!r}")
-
-
-def _webp_exif_orientation(data: bytes) -> int:
-    pos = 12
-    while True:
-        if pos + 8 > len(data):
-            raise NeedMore(pos + 8)
-        ctype = data[pos : pos + 4]
-        (clen,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        end = pos + 8 + clen + (clen & 1)
-        if ctype == b"EXIF":
-            if end > len(data):
-                raise NeedMore(end)
-            return _exif_orientation(data[pos + 8 : pos + 8 + clen]) or 1
-        if ctype in (b"VP8 ", b"VP8L", b"ALPH") and pos > 12:
-            return 1  # EXIF is written after the image data only by a few tools; not worth a full read
-        pos = end
 
 
 # --- EXIF -----------------------------------------------------------------------------------------
 
 
-def _exif_orientation(block: bytes, jpeg_app1: bool = False) -> int | None:
+def exif_orientation(block: bytes, jpeg_app1: bool = False) -> int | None:
     """The Orientation tag (0x0112) of IFD0, or None; malformed EXIF is ignored, never fatal."""
     if jpeg_app1:
         if not block.startswith(b"Exif\x00\x00"):

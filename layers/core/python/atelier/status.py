@@ -179,6 +179,8 @@ def view(image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
                 height=int(item.get("height", 0)),
                 size_bytes=int(item.get("size_bytes", 0)),
             )
+            if item.get("warnings"):
+                entry["warnings"] = [str(w) for w in item["warnings"]]
         elif state in ("rejected", "failed"):
             entry.update(reason=str(item.get("reason", "") or state), message=str(item.get("message", "")))
         elif item.get("last_error"):
