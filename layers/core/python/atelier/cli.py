@@ -190,6 +190,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Print format, header size and verdict per file; a rejected file is never decoded."""
     limits = Limits.from_env()
     from atelier import phash
+    from atelier.preview import preview
 
     table = Table(title="atelier inspect")
     for col in ("file", "format", "width", "height", "verdict", "phash"):
@@ -208,14 +209,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             worst = 1
             continue
         w, h = info.display_size
-        try:  # the header passed; the hash needs the pixels
-            digest = phash.to_hex(phash.phash(decode(path.read_bytes(), limits, info).bgr))
+        try:  # the header passed; the hash needs the pixels, a reduced decode of them
+            small, info = preview(path.read_bytes(), limits, info)
+            digest = phash.to_hex(phash.phash(small))
         except ImageRejected as exc:
             table.add_row(
                 path.name, info.format, str(w), str(h), f"[red]{exc.reason}[/red]: {exc.message}", ""
             )
             worst = 1
             continue
+        w, h = info.display_size
         table.add_row(path.name, info.format, str(w), str(h), "[green]accepted[/green]", digest)
     console.print(table)
     return worst

@@ -41,6 +41,8 @@ class Container:
     warnings: tuple[str, ...] = ()
     grey_key: int | None = None  # a grey PNG's transparent value (tRNS), in the PNG's own bit depth
     scans: int = 0  # a JPEG's scans
+    palette: bytes = b""  # a PNG's PLTE (RGB triples)
+    idat: tuple[tuple[int, int], ...] = ()  # [start, end) of each PNG IDAT chunk's data, in order
 
 
 class Budget:
@@ -163,7 +165,7 @@ def _jpeg(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Conta
 
 # --- PNG ------------------------------------------------------------------------------------------
 
-_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # samples per pixel of each colour type
 # Adam7: (first column, first row, column step, row step) of each pass
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
@@ -185,11 +187,17 @@ def png_row_bytes(columns: int, bits_per_pixel: int) -> int:
     return (columns * bits_per_pixel + 7) // 8
 
 
+def png_header(data: bytes) -> tuple[int, int, int, int, bool]:
+    """(width, height, bit depth, colour type, interlaced) from a PNG's IHDR."""
+    width, height, depth, colour, _comp, _filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    return width, height, depth, colour, interlace == 1
+
+
 def png_raw_size(data: bytes) -> int:
     """The bytes a PNG's image data must inflate to: every row of every pass, with its filter byte."""
-    width, height, depth, colour, _comp, _filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    bits = depth * _CHANNELS[colour]
-    passes = png_passes(width, height, interlace == 1)
+    width, height, depth, colour, interlaced = png_header(data)
+    bits = depth * CHANNELS[colour]
+    passes = png_passes(width, height, interlaced)
     return sum(rows * (1 + png_row_bytes(cols, bits)) for *_, cols, rows in passes)
 
 
@@ -203,6 +211,7 @@ def _png(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Contai
     orientation: int | None = None
     raw_orientation: int | None = None
     grey_key: int | None = None
+    palette = b""
     warnings: list[str] = []
     chunks = 0
     while True:
@@ -242,11 +251,14 @@ def _png(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Contai
             raw_orientation = _raw_profile_orientation(ctype, data[body:end]) or raw_orientation
         elif ctype == b"tRNS" and colour == 0 and length == 2:
             (grey_key,) = struct.unpack(">H", data[body:end])
+        elif ctype == b"PLTE":
+            palette = data[body:end]
         pos = end + 4
     if not idat:
         raise ImageRejected("corrupt", "the PNG has no image data (IDAT)")
     warnings += _inflate_check(view, idat, png_raw_size(data), limits, budget)
-    return Container(data, orientation or raw_orientation or info.orientation, tuple(warnings), grey_key)
+    orientation = orientation or raw_orientation or info.orientation
+    return Container(data, orientation, tuple(warnings), grey_key, palette=palette, idat=tuple(idat))
 
 
 def _inflate_check(

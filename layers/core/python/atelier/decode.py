@@ -81,7 +81,7 @@ def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = N
     reduction = 1
     if info.format == "jpeg":
         reduction = jpeg_reduction(info, limits.working_pixels)
-        img = _jpeg_pixels(box.data, info, reduction, warnings)
+        img = jpeg_pixels(box.data, info, reduction, warnings)
     else:
         img = _opencv_pixels(box.data, info)
         if box.grey_key is not None and img.ndim == 2:
@@ -89,8 +89,8 @@ def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = N
     budget.check("decoding")
     for warning in warnings:
         log.warning("decoded with a warning: %s", warning)
-    bgr, alpha = _to_bgr8(img)
-    bgr, alpha = _orient(bgr, alpha, info.orientation)
+    bgr, alpha = to_bgr8(img)
+    bgr, alpha = orient(bgr, alpha, info.orientation)
     bgr, alpha = _fit_working(bgr, alpha, limits.working_pixels)
     return Decoded(bgr, alpha, info, reduction, tuple(warnings))
 
@@ -104,7 +104,7 @@ _HARMLESS_JPEG = (
 )
 
 
-def _jpeg_pixels(data: bytes, info: ImageInfo, reduction: int, warnings: list[str]) -> np.ndarray:
+def jpeg_pixels(data: bytes, info: ImageInfo, reduction: int, warnings: list[str]) -> np.ndarray:
     """Decode a JPEG with libjpeg's warnings counted; reduced 1/2, 1/4 or 1/8 in the DCT domain."""
     size = {"min_height": -(-info.height // reduction), "min_width": -(-info.width // reduction)}
     try:
@@ -157,7 +157,8 @@ def _grey_with_key(grey: np.ndarray, key: int, depth: int) -> np.ndarray:
     return np.dstack([grey, alpha])
 
 
-def _to_bgr8(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def to_bgr8(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit BGR and the alpha plane (None when there is none or it is all opaque) of a decoded image."""
     if img.dtype == np.uint16:
         img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)
     elif img.dtype != np.uint8:
@@ -193,9 +194,10 @@ _ORIENT: dict[int, tuple[int | None, int | None]] = {
 }
 
 
-def _orient(
+def orient(
     bgr: np.ndarray, alpha: np.ndarray | None, orientation: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image and its alpha as EXIF ``orientation`` says they are to be shown."""
     flip, rotate = _ORIENT.get(orientation, (None, None))
 
     def apply(a: np.ndarray) -> np.ndarray:
