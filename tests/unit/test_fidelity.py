@@ -208,16 +208,78 @@ def test_png_image_data_that_ends_early_is_corrupt() -> None:
     assert refused.reason == "corrupt" and "ends early" in refused.message
 
 
-def test_a_critical_png_chunk_failing_its_checksum_is_corrupt_an_ancillary_one_is_ignored() -> None:
+@pytest.mark.parametrize("kind", [b"tRNS", b"eXIf", b"tEXt", b"IDAT"])
+def test_a_png_chunk_failing_its_checksum_is_corrupt(kind: bytes) -> None:
+    """A dropped tRNS, acTL or eXIf changes the picture: every damaged chunk is refused, as Pillow does."""
     w, h = 16, 16
-    good = imaging.png_from_rows(w, h, _grey_rows(w, h), before=(imaging.chunk(b"tEXt", b"k\x00v"),))
-    text = good.find(b"tEXt")
-    bad_text = good[: text + 5] + b"X" + good[text + 6 :]
-    assert any("checksum" in warning for warning in decode(bad_text).warnings)
-    idat = good.find(b"IDAT")
-    bad_idat = good[: idat + 6] + bytes([good[idat + 6] ^ 1]) + good[idat + 7 :]
-    refused = rejected(bad_idat)
+    extra = {b"tRNS": b"\x00\x05", b"eXIf": imaging.exif_block(6), b"tEXt": b"k\x00v"}
+    before = (imaging.chunk(kind, extra[kind]),) if kind in extra else ()
+    good = imaging.png_from_rows(w, h, _grey_rows(w, h), before=before)
+    assert decode(good).bgr.shape[:2] in ((h, w), (w, h))
+    at = good.find(kind) + 4  # the first byte of the chunk's data
+    bad = good[:at] + bytes([good[at] ^ 1]) + good[at + 1 :]
+    refused = rejected(bad)
     assert refused.reason == "corrupt" and "checksum" in refused.message
+
+
+def test_png_chunks_that_contradict_the_colour_type_are_corrupt() -> None:
+    w, h = 8, 8
+    rows = _grey_rows(w, h)
+    palette = imaging.chunk(b"PLTE", bytes(range(30)))
+    assert "palette" in rejected(imaging.png_from_rows(w, h, rows, before=(palette,))).message
+    long_key = imaging.chunk(b"tRNS", b"\x00\x01\x02")
+    assert "tRNS" in rejected(imaging.png_from_rows(w, h, rows, before=(long_key,))).message
+    assert "without its palette" in rejected(imaging.png_from_rows(w, h, rows, colour=3)).message
+
+
+def test_a_second_acTL_is_corrupt() -> None:
+    actl = imaging.chunk(b"acTL", struct.pack(">II", 1, 0))
+    refused = rejected(imaging.png_from_rows(4, 4, _grey_rows(4, 4), before=(actl, actl)))
+    assert refused.reason == "corrupt" and "acTL" in refused.message
+
+
+def _webp_of(*chunks: bytes) -> bytes:
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    out, pos = [], 12
+    while pos < len(data):
+        (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        end = pos + 8 + length + (length & 1)
+        out.append(data[pos:end])
+        pos = end
+    return out
+
+
+def test_webp_chunks_must_tile_the_riff_and_hold_one_image() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = imaging.pil_bytes(pil_rgb(imaging.photo(32, 24)), "WEBP", quality=90, exif=exif.tobytes())
+    chunks = _chunks(data)
+    names = [c[:4] for c in chunks]
+    assert names[0] == b"VP8X" and b"EXIF" in names
+    image = next(c for c in chunks if c[:4] in (b"VP8 ", b"VP8L"))
+    assert decode(_webp_of(*chunks)).info.orientation == 6
+    assert "second image chunk" in rejected(_webp_of(*chunks, image)).message
+    assert "second VP8X" in rejected(_webp_of(*chunks, chunks[0])).message
+    assert "chunk header" in rejected(_webp_of(*chunks, b"XMP ")).message
+    cut = _webp_of(*chunks[:-1], chunks[-1][:5])
+    assert rejected(cut).reason == "corrupt"
+
+
+def test_damaged_webp_image_data_does_not_read_on_into_the_exif_after_it() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    data = imaging.pil_bytes(pil_rgb(imaging.photo(96, 72)), "WEBP", quality=90, exif=exif.tobytes())
+    vp8 = data.find(b"VP8 ")
+    damaged = bytearray(data)
+    damaged[vp8 + 8 + 257] ^= 1  # one bit in the first partition: its data now runs past the chunk
+    with pytest.raises(Exception, match=r"could not|failed"):
+        Image.open(io.BytesIO(bytes(damaged))).load()  # Pillow refuses it
+    assert cv2.imdecode(np.frombuffer(bytes(damaged), np.uint8), cv2.IMREAD_COLOR) is not None  # the trap
+    assert rejected(bytes(damaged)).reason == "corrupt"
 
 
 def test_too_many_jpeg_scans_are_too_expensive() -> None:

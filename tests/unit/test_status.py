@@ -148,9 +148,9 @@ def test_the_view_ends_a_job_whose_handler_died_and_labels_an_untrained_model() 
 def test_the_api_document_names_every_state_and_failure_reason() -> None:
     from pathlib import Path
 
-    from atelier.errors import REASONS
-
     import yaml
+
+    from atelier.errors import REASONS
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
     style_status = spec["components"]["schemas"]["StyleStatus"]["properties"]

@@ -10,8 +10,8 @@ never pixels) to say what the decoder cannot be trusted to say:
 - how much work the image data asks for (a JPEG's scans, a PNG's inflated bytes), so a small file that
   would cost minutes is refused as ``too_expensive`` before the decoder sees it.
 
-What libjpeg, libpng and libwebp treat as harmless (stray bytes between JPEG segments, a bad CRC on an
-ancillary PNG chunk, compressed data past the last row) comes back as a warning and the image renders.
+What libjpeg and libpng treat as harmless and costs the picture nothing (stray bytes between JPEG
+segments, compressed data past the last row) comes back as a warning and the image renders.
 """
 
 from __future__ import annotations
@@ -226,11 +226,9 @@ def _png(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Contai
             raise _truncated("PNG", f"inside its {name!r} chunk at byte {pos}")
         (crc,) = struct.unpack(">I", data[end : end + 4])
         if zlib.crc32(view[pos + 4 : end]) != crc:
-            if not ctype[0] & 0x20:  # a critical chunk (IHDR, PLTE, IDAT, IEND): libpng stops
-                raise ImageRejected("corrupt", f"the PNG's {name} chunk at byte {pos} fails its checksum")
-            warnings.append(f"the PNG's {name!r} chunk at byte {pos} fails its checksum; ignored")
-            pos = end + 4
-            continue
+            # libpng stops at a critical chunk and drops an ancillary one, but a dropped tRNS, acTL or
+            # eXIf changes the picture (opaque, a still, the wrong way up): both are refused, as Pillow does
+            raise ImageRejected("corrupt", f"the PNG's {name!r} chunk at byte {pos} fails its checksum")
         chunks += 1
         if chunks % 4096 == 0:
             budget.check("reading the PNG's chunks")
@@ -249,16 +247,37 @@ def _png(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Contai
             orientation = exif_orientation(data[body:end]) or orientation
         elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
             raw_orientation = _raw_profile_orientation(ctype, data[body:end]) or raw_orientation
-        elif ctype == b"tRNS" and colour == 0 and length == 2:
-            (grey_key,) = struct.unpack(">H", data[body:end])
-        elif ctype == b"PLTE":
+        elif ctype == b"tRNS" and not idat:
+            grey_key = _trns(colour, data[body:end], palette, warnings)
+        elif ctype == b"PLTE" and not idat:
+            if colour in (0, 4):
+                raise ImageRejected("corrupt", "the PNG is grey but carries a palette (PLTE)")
+            if length % 3 or not 0 < length <= 768:
+                raise ImageRejected("corrupt", f"the PNG's palette has {length} bytes")
             palette = data[body:end]
         pos = end + 4
     if not idat:
         raise ImageRejected("corrupt", "the PNG has no image data (IDAT)")
+    if colour == 3 and not palette:
+        raise ImageRejected("corrupt", "the PNG is a palette image without its palette (PLTE)")
     warnings += _inflate_check(view, idat, png_raw_size(data), limits, budget)
     orientation = orientation or raw_orientation or info.orientation
     return Container(data, orientation, tuple(warnings), grey_key, palette=palette, idat=tuple(idat))
+
+
+def _trns(colour: int, body: bytes, palette: bytes, warnings: list[str]) -> int | None:
+    """A grey PNG's transparent value; the chunk checked against the colour type, as libpng does."""
+    expected = {0: 2, 2: 6}.get(colour)
+    if colour in (4, 6):  # the image has an alpha channel of its own: libpng ignores the chunk
+        warnings.append("the PNG has an alpha channel and a tRNS chunk; tRNS ignored")
+        return None
+    if colour == 3:
+        if not palette or len(body) > len(palette) // 3:
+            raise ImageRejected("corrupt", "the PNG's tRNS chunk does not fit its palette")
+        return None
+    if len(body) != expected:
+        raise ImageRejected("corrupt", f"the PNG's tRNS chunk has {len(body)} bytes where {expected} belong")
+    return struct.unpack(">H", body)[0] if colour == 0 else None
 
 
 def _inflate_check(
@@ -342,14 +361,34 @@ def _webp(data: bytes, info: ImageInfo) -> Container:
         raise _truncated("WebP", f"at byte {n} where its RIFF header says {total}")
     orientation = info.orientation
     extended = data[12:16] == b"VP8X"
+    image_end = 0  # where the image chunk ends: the decoder is given the file up to there
+    alpha = False
     pos = 12
-    while pos + 8 <= total:
+    while pos < total:
+        if pos + 8 > total:
+            raise _truncated("WebP", f"inside a chunk header at byte {pos}")
         fourcc = data[pos : pos + 4]
+        name = fourcc.decode("latin-1")
         (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
         end = pos + 8 + length
-        if end > total:
-            raise _truncated("WebP", f"inside its {fourcc.decode('latin-1')!r} chunk at byte {pos}")
-        if fourcc == b"EXIF" and extended:
+        if end + (length & 1) > total:
+            raise _truncated("WebP", f"inside its {name!r} chunk at byte {pos}")
+        if image_end and not extended:
+            pass  # a simple-format file is its image chunk; what follows is walked, never read
+        elif fourcc == b"VP8X" and pos != 12:
+            raise ImageRejected("corrupt", f"the WebP has a second VP8X chunk at byte {pos}")
+        elif fourcc in (b"VP8 ", b"VP8L"):
+            if image_end:
+                raise ImageRejected("corrupt", f"the WebP has a second image chunk at byte {pos}")
+            image_end = end + (length & 1)
+        elif fourcc == b"ALPH" and (image_end or alpha):
+            raise ImageRejected("corrupt", f"the WebP's alpha chunk (ALPH) at byte {pos} is out of place")
+        elif fourcc == b"EXIF":
             orientation = exif_orientation(data[pos + 8 : end]) or orientation
+        alpha = alpha or fourcc == b"ALPH"
         pos = end + (length & 1)
+    if not image_end:
+        raise ImageRejected("corrupt", "the WebP has no image chunk (VP8 or VP8L)")
+    if image_end < total:  # metadata after the image (EXIF, XMP) is not the decoder's to read
+        data = data[:4] + struct.pack("<I", image_end - 8) + data[8:image_end]
     return Container(data, orientation)

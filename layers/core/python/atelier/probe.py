@@ -262,6 +262,8 @@ def _probe_png(data: bytes) -> ImageInfo:
         if ctype == b"tRNS":
             has_alpha = True
         elif ctype == b"acTL":
+            if frames is not None:
+                raise ImageRejected("corrupt", "the PNG has a second animation control chunk (acTL)")
             if pos + 12 > len(data):
                 raise NeedMore(pos + 12)
             (frames,) = struct.unpack(">I", data[pos + 8 : pos + 12])
