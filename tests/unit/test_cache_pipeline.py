@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from atelier import status
 from atelier.aws.dynamo_index import DynamoHashIndex
 from atelier.aws.s3 import S3ObjectStore
 from atelier.aws.status import DynamoStatusStore
@@ -235,3 +236,18 @@ def png_photo() -> bytes:
     ok, buf = cv2.imencode(".png", cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
     assert ok
     return buf.tobytes()
+
+
+def test_a_decoders_harmless_warning_reaches_the_status_and_the_api_view(world: World) -> None:
+    clean = photo()
+    sof = clean.find(b"\xff\xc0")
+    odd = clean[:sof] + b"\x00\x11" + clean[sof:]  # stray bytes between segments: libjpeg skips them
+    out = world.render("incoming/sketch/odd.jpg", world.upload("incoming/sketch/odd.jpg", odd))
+    assert out["state"] == "done"
+    assert out["warnings"] == [f"2 stray byte(s) at byte {sof} before a JPEG marker, skipped"]
+    items = world.status.get_status(out["image_id"])
+    item = {i["style"]: i for i in items}["sketch"]
+    assert item["warnings"] == out["warnings"]
+    record = {"style": status.IMAGE_RECORD, "owner": item.get("owner", ""), "styles": ["sketch"]}
+    view = status.view(out["image_id"], [record, item], str(record["owner"]), int(time.time()))
+    assert view is not None and view["styles"][0]["warnings"] == out["warnings"]
