@@ -137,6 +137,15 @@ def test_an_app14_segment_one_byte_short_is_tolerated() -> None:
     assert got.warnings
 
 
+def test_a_harmless_libjpeg_warning_in_the_header_is_logged_and_the_image_renders() -> None:
+    clean = imaging.jpeg(imaging.photo(64, 48))
+    jfif = clean.find(b"JFIF\x00")
+    odd = clean[: jfif + 5] + b"\x02" + clean[jfif + 6 :]  # JFIF 2.01: libjpeg warns, reads on
+    got = decode(odd)
+    assert np.array_equal(got.bgr, decode(clean).bgr)
+    assert got.warnings == ("libjpeg: Warning: unknown JFIF revision number 2.01",)
+
+
 def test_two_frame_headers_are_corrupt() -> None:
     clean = imaging.jpeg(imaging.photo(64, 48))
     sof = clean.find(b"\xff\xc0")

@@ -26,6 +26,8 @@ from atelier.probe import ImageInfo, check, probe, raise_too_large
 log = logging.getLogger(__name__)
 
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_NO_EXIF = cv2.IMREAD_IGNORE_ORIENTATION  # the orientation is applied here, from the whole file
+_OPENCV_WEBP_MIN = 32  # grfmt_webp.cpp's WEBP_HEADER_SIZE; a lossless WebP can be 28 bytes
 
 
 @dataclass
@@ -124,10 +126,6 @@ def jpeg_pixels(data: bytes, info: ImageInfo, reduction: int, warnings: list[str
     if img is None or img.size == 0:
         raise ImageRejected("corrupt", "the JPEG data could not be decoded")
     return img
-
-
-_NO_EXIF = cv2.IMREAD_IGNORE_ORIENTATION
-_OPENCV_WEBP_MIN = 32  # grfmt_webp.cpp's WEBP_HEADER_SIZE; a lossless WebP can be 28 bytes
 
 
 def _opencv_pixels(data: bytes, info: ImageInfo) -> np.ndarray:
