@@ -181,3 +181,23 @@ def vp8l_tiny(width: int = 100, height: int = 100) -> bytes:
         stream += b"\x00"
     chunk_ = b"VP8L" + struct.pack("<I", len(stream)) + stream
     return b"RIFF" + struct.pack("<I", 4 + len(chunk_)) + b"WEBP" + chunk_
+
+
+def png_interlaced(img: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG interlaced with Adam7 (neither Pillow nor OpenCV writes one), every row filter 0."""
+    from atelier.container import png_passes
+
+    h, w = img.shape[:2]
+    rgb = img[:, :, ::-1]
+    raw = b"".join(
+        b"\x00" + row.tobytes()
+        for x0, y0, dx, dy, *_ in png_passes(w, h, True)
+        for row in rgb[y0::dy, x0::dx]
+    )
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw, 9))
+        + _chunk(b"IEND", b"")
+    )

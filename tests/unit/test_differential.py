@@ -54,9 +54,6 @@ PNG_SIG = b"\x89PNG\r\n\x1a\n"
 HEADER_HITS = 3000  # one-byte changes per seed in its headers (and in its metadata segments or chunks)
 DATA_HITS = 1500  # one-byte changes per seed in its image data
 
-# (first column, first row, column step, row step) of each Adam7 pass
-ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
 Mutant = tuple[str, bytes]  # (description, bytes)
 
 
@@ -92,19 +89,6 @@ def _jpeg_restart() -> bytes:
     ok, buf = cv2.imencode(".jpg", _bgr(), [cv2.IMWRITE_JPEG_QUALITY, 85, cv2.IMWRITE_JPEG_RST_INTERVAL, 4])
     assert ok
     return buf.tobytes()
-
-
-def _png_adam7() -> bytes:
-    """An interlaced RGB PNG (neither Pillow nor OpenCV writes one): the seven passes, filter 0."""
-    rgb = cv2.cvtColor(_bgr(), cv2.COLOR_BGR2RGB)
-    h, w = rgb.shape[:2]
-    raw = b""
-    for x0, y0, dx, dy in ADAM7:
-        sub = rgb[y0::dy, x0::dx]
-        if sub.size:  # a pass with no pixel has no rows, not empty ones
-            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
-    return PNG_SIG + imaging.chunk(b"IHDR", ihdr) + imaging.chunk(b"IDAT", zlib.compress(raw, 9)) + _iend()
 
 
 def _png_split_idat() -> bytes:
@@ -144,7 +128,7 @@ SEEDS: dict[str, Callable[[], bytes]] = {
     "png-grey": lambda: imaging.png(_grey()),
     "png-grey-trns": lambda: imaging.pil_bytes(Image.fromarray(_grey()), "PNG", transparency=128),
     "png-optimized-exif": lambda: imaging.pil_bytes(_pil(_bgr()), "PNG", optimize=True, exif=_exif(6)),
-    "png-interlaced": _png_adam7,
+    "png-interlaced": lambda: imaging.png_interlaced(_bgr()),
     "png-split-idat": _png_split_idat,
     "png-apng": _apng,
     "webp-lossy": lambda: imaging.webp(_bgr(), 80),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier import container, preview
+from atelier import preview
 from atelier.decode import decode
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
@@ -66,27 +66,9 @@ def test_the_preview_is_the_full_decode_reduced(kind: str) -> None:
     close_to_full(data)
 
 
-def _adam7(img: np.ndarray) -> bytes:
-    """The raw (filter 0) image data of an 8-bit RGB image, interlaced with Adam7."""
-    h, w = img.shape[:2]
-    rgb = img[:, :, ::-1]
-    out = []
-    for x0, y0, dx, dy, cols, rows in container.png_passes(w, h, True):
-        sub = rgb[y0::dy, x0::dx]
-        assert sub.shape[:2] == (rows, cols)
-        out += [b"\x00" + row.tobytes() for row in sub]
-    return b"".join(out)
-
-
 def test_an_interlaced_png_previews_as_its_full_decode() -> None:
     img = imaging.photo(203, 117)
-    ihdr = struct.pack(">IIBBBBB", 203, 117, 8, 2, 0, 0, 1)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + imaging.chunk(b"IHDR", ihdr)
-        + imaging.chunk(b"IDAT", zlib.compress(_adam7(img)))
-        + imaging.chunk(b"IEND", b"")
-    )
+    data = imaging.png_interlaced(img)
     assert np.array_equal(decode(data).bgr, img)
     close_to_full(data)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from atelier.errors import ImageRejected
 from atelier.limits import MB, Limits
-from atelier.probe import ImageInfo, exif_orientation
+from atelier.probe import SOF_MARKERS, ImageInfo, exif_orientation
 
 INFLATE_STEP = 1 * MB  # the inflated bytes held at once while the PNG image data is measured
 RAW_EXIF_KEYS = (b"Raw profile type exif", b"Raw profile type APP1")
@@ -67,7 +67,7 @@ class Budget:
 def read(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Container:
     """Walk the whole of ``data`` (a file ``info`` was probed from); raise ImageRejected if it is broken."""
     if info.format == "jpeg":
-        return _jpeg(data, info, limits, budget)
+        return _jpeg(data, limits, budget)
     if info.format == "png":
         return _png(data, info, limits, budget)
     return _webp(data, info)
@@ -79,13 +79,12 @@ def _truncated(kind: str, where: str) -> ImageRejected:
 
 # --- JPEG -----------------------------------------------------------------------------------------
 
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # Inside entropy-coded data 0xFF is followed by 0x00 (a stuffed byte) or a restart marker; anything
 # else after a run of 0xFF is the marker that ends the scan.
 _SCAN_END = re.compile(rb"\xff+[\x01-\xcf\xd8-\xfe]")
 
 
-def _jpeg(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Container:
+def _jpeg(data: bytes, limits: Limits, budget: Budget) -> Container:
     n = len(data)
     pos = 2
     frame = False
@@ -130,7 +129,7 @@ def _jpeg(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Conta
         end = pos + length
         if end > n:
             raise _truncated("JPEG", f"inside the marker segment at byte {start}")
-        if marker in _SOF:
+        if marker in SOF_MARKERS:
             if frame:
                 raise ImageRejected("corrupt", f"the JPEG has a second frame header at byte {start}")
             frame = True

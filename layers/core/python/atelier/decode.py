@@ -69,16 +69,24 @@ def jpeg_reduction(info: ImageInfo, working_pixels: int) -> int:
     return 8
 
 
-def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = None) -> Decoded:
-    """Decode JPEG, PNG or WebP bytes into a working image, or raise ImageRejected."""
-    limits = limits or Limits.from_env()
+def read_whole(
+    data: bytes, limits: Limits, info: ImageInfo | None = None
+) -> tuple[ImageInfo, container.Container, container.Budget]:
+    """What every decode starts with: the caps from the header, then the whole file's structure. The
+    header comes back with the orientation the whole file gives, beside the time budget it started."""
     if info is None:
         info = inspect(data, limits)
     else:
         check(info, limits)
     budget = container.Budget(info, limits)
     box = container.read(data, info, limits, budget)
-    info = replace(info, orientation=box.orientation)
+    return replace(info, orientation=box.orientation), box, budget
+
+
+def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = None) -> Decoded:
+    """Decode JPEG, PNG or WebP bytes into a working image, or raise ImageRejected."""
+    limits = limits or Limits.from_env()
+    info, box, budget = read_whole(data, limits, info)
     warnings = list(box.warnings)
     reduction = 1
     if info.format == "jpeg":

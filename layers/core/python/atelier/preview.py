@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from atelier import container
-from atelier.decode import decode, fit_size, inspect, jpeg_pixels, jpeg_reduction, orient, to_bgr8
+from atelier.decode import decode, fit_size, jpeg_pixels, jpeg_reduction, orient, read_whole, to_bgr8
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
-from atelier.probe import ImageInfo, check
+from atelier.probe import ImageInfo
 
 PREVIEW_PIXELS = 1_000_000
 PNG_LIBRARY = Path(__file__).with_name("libatelier_png.so")
@@ -41,18 +41,12 @@ def preview(
     """The image as 8-bit BGR, oriented, at most ``pixels`` pixels, and its header with the orientation the
     whole file gives; or raise ImageRejected."""
     limits = limits or Limits.from_env()
-    if info is None:
-        info = inspect(data, limits)
-    else:
-        check(info, limits)
-    budget = container.Budget(info, limits)
-    box = container.read(data, info, limits, budget)
-    info = replace(info, orientation=box.orientation)
+    info, box, budget = read_whole(data, limits, info)
     img: np.ndarray | None
     if info.format == "jpeg":
         img = jpeg_pixels(box.data, info, jpeg_reduction(info, pixels), [])
     elif info.format == "png":
-        img = _png_reduced(box, info, pixels, budget)
+        img = _png_reduced(box, pixels, budget)
     else:
         img = _webp_scaled(box.data, *fit_size(info.width, info.height, pixels))
     if img is None:  # a native part is missing: decode in full, then reduce
@@ -123,9 +117,7 @@ def _to_bgr(samples: np.ndarray, depth: int, colour: int, palette: np.ndarray) -
     return values[:, 2::-1]  # RGB(A) to BGR
 
 
-def _png_reduced(
-    box: container.Container, info: ImageInfo, pixels: int, budget: container.Budget
-) -> np.ndarray | None:
+def _png_reduced(box: container.Container, pixels: int, budget: container.Budget) -> np.ndarray | None:
     lib = _png_library()
     if lib is None:
         return None

@@ -176,7 +176,8 @@ def probe_reader(read: Callable[[int], bytes], size: int, limits: Limits) -> Ima
 
 # --- JPEG -----------------------------------------------------------------------------------------
 
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# start-of-frame markers (SOF0-SOF15 less DHT, JPG and DAC)
+SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 def _probe_jpeg(data: bytes) -> ImageInfo:
@@ -215,7 +216,7 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         if length < 2:
             raise ImageRejected("corrupt", f"JPEG segment of length {length} at byte {pos}")
         end = pos + length
-        if marker in _SOF:
+        if marker in SOF_MARKERS:
             if pos + 8 > n:
                 raise NeedMore(pos + 8)
             precision, height, width, components = struct.unpack(">BHHB", data[pos + 2 : pos + 8])
