@@ -80,7 +80,7 @@ def test_empty_or_absurd_file_names_are_refused(name: str) -> None:
 def test_a_size_over_the_byte_cap_is_refused_naming_the_cap() -> None:
     error = refusal({**GOOD, "size": 2049}, limits=Limits(max_bytes=2048))
     assert error.code == "too_large_bytes" and error.field == "size"
-    assert "2 KB" in error.message
+    assert "2 KiB" in error.message
     assert uploads.parse_request({**GOOD, "size": 2048}, CPU_STYLES, Limits(max_bytes=2048)).size == 2048
 
 

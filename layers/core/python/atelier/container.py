@@ -74,7 +74,7 @@ def read(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Contai
 
 
 def _truncated(kind: str, where: str) -> ImageRejected:
-    return ImageRejected("corrupt", f"the {kind} file is truncated: it ends {where}")
+    return ImageRejected("corrupt", f"the {kind} is truncated: it ends {where}")
 
 
 # --- JPEG -----------------------------------------------------------------------------------------
