@@ -44,7 +44,13 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 native:
 	$(MAKE) -C layers/core native
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(OV_VENV)/.installed /usr/bin/chromium native
+# axe-core from the npm registry, for the browser tests' accessibility checks (injected into the page).
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(OV_VENV)/.installed /usr/bin/chromium native $(AXE)
 
 run: $(VENV)/.installed native
 	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out

@@ -13,6 +13,34 @@
   const POLL_MS = 1000;
   const POLL_LIMIT_MS = 10 * 60 * 1000;
 
+  // What each reason code means to a person (the API adds the detail in its message).
+  const PHOTO_REASONS = {
+    too_large_bytes: "This file is larger than Atelier accepts (40 MiB). Save a smaller copy and try again.",
+    too_many_pixels: "This photo has more pixels than Atelier accepts (50 megapixels, 20,000 px a side). Downsize it and try again.",
+    unsupported_format: "This is not a JPEG, PNG or WebP photo, or it is animated. Send a still JPEG, PNG or WebP.",
+    corrupt: "This file is damaged or incomplete, so it cannot be read. Try the original from your camera or phone.",
+    too_expensive: "This file is built in a way that would take far too long to read. Re-save it with a standard editor and try again.",
+  };
+  const JOB_REASONS = {
+    model_unavailable: "The model for this style is not installed on the server.",
+    model_unpinned: "The model for this style has no checksum to verify it, so it was not used.",
+    model_mismatch: "The model for this style failed its checksum, so it was not used.",
+    invalid_option: "An option set for this photo cannot be honoured.",
+    retries_exhausted: "This style failed three times in a row; the server logged why.",
+    timed_out: "This style took longer than its time limit.",
+    event_expired: "The server was too busy to start this style in time.",
+  };
+
+  function sentence(entry) {
+    return PHOTO_REASONS[entry.reason] || JOB_REASONS[entry.reason] || "This style could not be made.";
+  }
+
+  function seconds(fromIso, toIso) {
+    const from = Date.parse(fromIso);
+    const to = toIso ? Date.parse(toIso) : Date.now();
+    return Math.max(0, Math.round((to - from) / 1000));
+  }
+
   const config = window.ATELIER_CONFIG || {};
   const params = new URLSearchParams(window.location.search);
   const apiBase = (params.get("api") || config.apiBase || "/api").replace(/\/+$/, "");
@@ -44,12 +72,30 @@
     }
     if (!response.ok) {
       const error = (data && data.error) || {};
-      const message = error.message || (data && data.message) || response.statusText;
+      const message =
+        error.message ||
+        (data && data.message) ||
+        (response.status >= 500
+          ? "Atelier is not answering right now (HTTP " + response.status + "). Try again in a minute."
+          : "The request was refused (HTTP " + response.status + ").");
       const err = new Error(message);
       err.code = error.code || String(response.status);
       throw err;
     }
     return data;
+  }
+
+  async function call(method, path, body) {
+    try {
+      return await api(method, path, body);
+    } catch (err) {
+      if (err instanceof TypeError) {  // fetch itself failed: offline, DNS, CORS, a dropped connection
+        const offline = new Error("Atelier could not be reached. Check your connection and try again.");
+        offline.code = "network";
+        throw offline;
+      }
+      throw err;
+    }
   }
 
   // --- style choice ----------------------------------------------------------------------------------
@@ -91,6 +137,7 @@
       this.el = $("#card-template").content.firstElementChild.cloneNode(true);
       this.el.dataset.file = file.name;
       $(".card-title", this.el).textContent = file.name;
+      $(".card-progress", this.el).setAttribute("aria-label", "Upload progress of " + file.name);
       this.tiles = new Map();
       for (const name of styles) this.addTile(name);
       $("#gallery").prepend(this.el);
@@ -101,9 +148,15 @@
       this.el.dataset.state = state || "";
     }
 
-    fail(message) {
+    fail(message, detail) {
       const p = $(".card-error", this.el);
       p.textContent = message;
+      if (detail) {
+        const small = document.createElement("span");
+        small.className = "reason-detail";
+        small.textContent = " (" + detail + ")";
+        p.append(small);
+      }
       p.hidden = false;
       $(".card-progress", this.el).hidden = true;
       this.setState("refused", "refused");
@@ -119,6 +172,7 @@
       before.src = this.originalUrl;
       before.alt = this.file.name + " (original)";
       const range = $(".compare-range", tile);
+      range.setAttribute("aria-label", "Before and after: " + title + " of " + this.file.name);
       const compare = $(".compare", tile);
       const move = () => compare.style.setProperty("--pos", range.value + "%");
       range.addEventListener("input", move);
@@ -129,36 +183,56 @@
 
     updateTile(entry) {
       const tile = this.tiles.get(entry.style);
-      if (!tile || (tile.dataset.state === entry.state && entry.state !== "pending")) return;
-      tile.dataset.state = entry.state;
-      const label = {
-        pending: entry.last_error ? "retrying" : "waiting",
-        rendering: "rendering",
-        done: "done",
-        rejected: "rejected",
+      if (!tile) return;
+      const state = entry.state;
+      const text = {
+        pending: entry.last_error ? "retrying after an error" : "waiting",
+        rendering: "rendering" + (entry.started_at ? ", " + seconds(entry.started_at) + " s" : ""),
+        done: "done" + (entry.started_at && entry.finished_at ? " in " + seconds(entry.started_at, entry.finished_at) + " s" : ""),
+        rejected: "refused",
         failed: "failed",
       };
-      $(".tile-state", tile).textContent = label[entry.state] || entry.state;
-      if (entry.state === "done") {
+      $(".tile-state", tile).textContent = text[state] || state;
+      const untrained = entry.trained === false;
+      const badge = $(".tile-untrained", tile);
+      badge.hidden = !untrained;
+      if (untrained) badge.title = "Made by " + (entry.model || "a model") + ", which is untrained: its output is noise, not art";
+      if (tile.dataset.state === state) return;  // what follows changes only with the state
+      tile.dataset.state = state;
+      if (state === "done") {
         const after = $(".compare-after", tile);
-        after.alt = this.file.name + " as " + $(".tile-name", tile).textContent;
+        after.alt = this.file.name + " as " + $(".tile-name", tile).textContent + (untrained ? " (untrained model)" : "");
         after.src = entry.url;
         const link = $(".tile-download", tile);
         link.href = entry.download_url;
         link.download = entry.download_name || "";
         link.hidden = false;
-      } else if (entry.state === "rejected" || entry.state === "failed") {
+      } else if (state === "rejected" || state === "failed") {
         const p = $(".tile-reason", tile);
-        p.textContent = (entry.reason || entry.state) + (entry.message ? ": " + entry.message : "");
+        p.textContent = sentence(entry);
+        if (entry.message) {
+          const small = document.createElement("span");
+          small.className = "reason-detail";
+          small.textContent = " (" + entry.message + ")";
+          p.append(small);
+        }
         p.hidden = false;
       }
+    }
+
+    // The photo itself refused (every style rejected for the same reason): said once, for the upload.
+    photoRefusal(view) {
+      const rejected = view.styles.filter((s) => s.state === "rejected");
+      if (!rejected.length || rejected.length !== view.styles.length) return null;
+      const reasons = new Set(rejected.map((s) => s.reason));
+      return reasons.size === 1 ? rejected[0] : null;
     }
 
     async start() {
       this.setState("asking", "asking");
       let grant;
       try {
-        grant = await api("POST", "/uploads", {
+        grant = await call("POST", "/uploads", {
           filename: this.file.name,
           content_type: this.file.type,
           size: this.file.size,
@@ -218,7 +292,7 @@
       for (;;) {
         let view;
         try {
-          view = await api("GET", statusUrl);
+          view = await call("GET", statusUrl);
         } catch (err) {
           if (err.code === "not_found" || Date.now() - started > POLL_LIMIT_MS) {
             this.fail(err.message);
@@ -227,6 +301,11 @@
           view = null;
         }
         if (view) {
+          const refusal = view.state === "complete" ? this.photoRefusal(view) : null;
+          if (refusal) {
+            this.fail(sentence(refusal), refusal.message);
+            return;
+          }
           for (const entry of view.styles) this.updateTile(entry);
           if (view.state === "complete") {
             const rejected = view.styles.filter((s) => s.state !== "done").length;

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
 
 from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
@@ -65,12 +68,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
 
 
 @pytest.fixture
-def page(browser: BrowserContext, gallery_url: str) -> Iterator[Page]:
+def page(browser: BrowserContext, gallery_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The gallery in a new tab; a test that fails leaves its screenshot in tests/e2e/artifacts."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(gallery_url + "/")
     yield page
+    if getattr(request.node, "failed_call", False):  # set by tests/e2e/conftest.py
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)
     page.close()
     assert errors == [], f"script errors on the page: {errors}"
 
@@ -137,7 +144,7 @@ def test_a_photo_uploaded_through_the_page_appears_in_every_style(page: Page) ->
     page.screenshot(path=str(ARTIFACTS / "gallery-phone.png"), full_page=True)
 
 
-def test_a_corrupt_photo_shows_why_it_was_rejected(page: Page, tmp_path: Path) -> None:
+def test_a_corrupt_photo_is_refused_once_for_the_upload_in_words(page: Page, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     data = CHELSEA.read_bytes()
     broken.write_bytes(data[: len(data) // 3])
@@ -145,13 +152,11 @@ def test_a_corrupt_photo_shows_why_it_was_rejected(page: Page, tmp_path: Path) -
     page.locator('input[name="style"][value="oil"]').uncheck()
     page.set_input_files("#file-input", str(broken))
     card = page.locator('.card[data-file="broken.jpg"]')
-    expect(card).to_have_attribute("data-state", "problem", timeout=RENDER_TIMEOUT_MS)
-    assert card.locator(".tile").count() == 2
-    for style in ("sketch", "watercolor"):
-        tile = card.locator(f'.tile[data-style="{style}"]')
-        expect(tile).to_have_attribute("data-state", "rejected")
-        expect(tile.locator(".tile-reason")).to_contain_text("corrupt: the JPEG is truncated")
-        expect(tile.locator("a.tile-download")).to_be_hidden()
+    expect(card).to_have_attribute("data-state", "refused", timeout=RENDER_TIMEOUT_MS)
+    error = card.locator(".card-error")
+    expect(error).to_contain_text("This file is damaged or incomplete")  # the sentence, once
+    expect(error.locator(".reason-detail")).to_contain_text("the JPEG is truncated")  # the detail beside it
+    expect(card.locator(".tiles")).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gallery-rejected.png"), full_page=True)
 
@@ -163,3 +168,152 @@ def test_a_file_the_api_refuses_shows_the_apis_reason(page: Page, tmp_path: Path
     card = page.locator('.card[data-file="notes.txt"]')
     expect(card).to_have_attribute("data-state", "refused", timeout=30_000)
     expect(card.locator(".card-error")).to_contain_text("content type 'text/plain' is not accepted")
+
+
+def _fake_status(page: Page, views: list[dict[str, Any]]) -> None:
+    """Answer the page's status polls with ``views`` in turn (the last one repeated): the page's rendering
+    of states the real stack passes through too fast to watch."""
+    served = iter(views)
+    last: list[dict[str, Any]] = []
+
+    def answer(route: Route) -> None:
+        view = next(served, None) or last[0]
+        last[:] = [view]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(view))
+
+    page.route("**/api/images/*", answer)
+
+
+def _view(image_id: str, state: str, styles: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "image_id": image_id,
+        "state": state,
+        "filename": "chelsea.jpg",
+        "created_at": "2026-12-06T10:00:00Z",
+        "urls_expire_at": "2026-12-06T11:00:00Z",
+        "styles": styles,
+    }
+
+
+def test_each_style_shows_its_progress_and_time_a_failure_in_words_and_an_untrained_model(
+    page: Page,
+) -> None:
+    page.locator('input[name="style"][value="pencil"]').uncheck()
+    page.locator('input[name="style"][value="watercolor"]').uncheck()
+    ago = (datetime.now(UTC) - timedelta(seconds=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = {"state": "done", "started_at": ago, "finished_at": ago, "url": "", "download_url": "#"}
+    _fake_status(
+        page,
+        [
+            _view(
+                "x",
+                "processing",
+                [
+                    {"style": "sketch", "state": "rendering", "started_at": ago},
+                    {"style": "oil", "state": "pending", "last_error": "SlowDown"},
+                ],
+            ),
+            _view(
+                "x",
+                "processing",
+                [
+                    {"style": "sketch", "state": "rendering", "started_at": ago},
+                    {"style": "oil", "state": "pending", "last_error": "SlowDown"},
+                ],
+            ),
+            _view(
+                "x",
+                "complete",
+                [
+                    {"style": "sketch", **done, "model": "dev", "trained": False},
+                    {
+                        "style": "oil",
+                        "state": "failed",
+                        "reason": "timed_out",
+                        "message": "the function ran past its 30 s",
+                    },
+                ],
+            ),
+        ],
+    )
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]')
+    sketch, oil = card.locator('.tile[data-style="sketch"]'), card.locator('.tile[data-style="oil"]')
+    expect(sketch.locator(".tile-state")).to_have_text(re.compile(r"rendering, 1[2-9] s"))
+    expect(oil.locator(".tile-state")).to_have_text("retrying after an error")
+    expect(card).to_have_attribute("data-state", "problem", timeout=30_000)
+    expect(sketch.locator(".tile-untrained")).to_be_visible()
+    expect(oil.locator(".tile-reason")).to_contain_text("took longer than its time limit")
+    expect(oil.locator(".tile-reason .reason-detail")).to_contain_text("ran past its 30 s")
+
+
+def test_a_network_failure_is_said_in_words(page: Page) -> None:
+    page.route("**/api/uploads", lambda route: route.abort("internetdisconnected"))
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]')
+    expect(card).to_have_attribute("data-state", "refused", timeout=30_000)
+    expect(card.locator(".card-error")).to_have_text(
+        "Atelier could not be reached. Check your connection and try again."
+    )
+
+
+def test_keyboard_users_see_where_they_are_and_skip_the_hidden_file_input(page: Page) -> None:
+    page.locator('input[name="style"]').last.focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "drop"  # not the invisible file input
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]')
+    expect(card).to_have_attribute("data-state", "done", timeout=RENDER_TIMEOUT_MS)
+    names = card.locator(".compare-range").evaluate_all("rs => rs.map(r => r.getAttribute('aria-label'))")
+    assert len(set(names)) == len(names) and all("chelsea.jpg" in n for n in names)
+    slider = card.locator('.tile[data-style="oil"] .compare-range')
+    slider.focus()
+    page.keyboard.press("ArrowLeft")  # a keyboard focus, so :focus-visible holds
+    ring = card.locator('.tile[data-style="oil"] .compare').evaluate(
+        "el => getComputedStyle(el).outlineStyle"
+    )
+    assert ring == "solid"
+    assert card.locator(".card-progress").get_attribute("aria-label") == "Upload progress of chelsea.jpg"
+
+
+def test_the_page_has_a_favicon_and_no_missing_file(browser: BrowserContext, gallery_url: str) -> None:
+    page = browser.new_page()
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page.goto(gallery_url + "/")
+    page.wait_for_load_state("networkidle")
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon and page.request.get(f"{gallery_url}/{icon}").status == 200
+    page.close()
+    assert missing == []
+
+
+AXE = ROOT / "tests" / "e2e" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 900), (390, 844)], ids=["desktop", "phone"])
+def test_axe_finds_no_serious_or_critical_violation(
+    page: Page, tmp_path: Path, width: int, height: int
+) -> None:
+    page.set_viewport_size({"width": width, "height": height})
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(CHELSEA.read_bytes()[:5000])
+    page.set_input_files("#file-input", [str(CHELSEA), str(broken)])
+    expect(page.locator('.card[data-file="chelsea.jpg"]')).to_have_attribute(
+        "data-state", "done", timeout=RENDER_TIMEOUT_MS
+    )
+    expect(page.locator('.card[data-file="broken.jpg"]')).to_have_attribute(
+        "data-state", "refused", timeout=RENDER_TIMEOUT_MS
+    )
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} -> {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    ARTIFACTS.mkdir(exist_ok=True)
+    if serious:
+        page.screenshot(path=str(ARTIFACTS / f"axe-{width}x{height}.png"), full_page=True)
+    assert serious == []
