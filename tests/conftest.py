@@ -67,13 +67,15 @@ def lambda_context(function: str) -> LambdaContext:
 def call_api(
     handler: Any, method: str, path: str, body: Any = None, sub: str | None = "dev-user"
 ) -> tuple[int, Any]:
-    """One request to the API function as API Gateway sends it (``sub``'s dev claims; None: no claims)."""
+    """One request to the API function as API Gateway sends it (``sub``'s dev claims; None: no claims);
+    ``path`` may carry a query string."""
     raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     claims = dev_claims(sub, "https://issuer.example") if sub is not None else {}
+    path, _, query = path.partition("?")
     event = http_api_event(
         method,
         path,
-        "",
+        query,
         {"content-type": "application/json"},
         raw,
         claims=claims,

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -313,6 +314,46 @@ def test_get_image_gives_urls_for_done_styles_only_and_reasons_for_rejected_ones
     assert "response-content-disposition=attachment" in sketch["download_url"]
     assert "output_key" not in sketch
     assert oil == {"style": "oil", "state": "rejected", "reason": "corrupt", "message": "truncated JPEG"}
+
+
+def test_get_images_lists_the_callers_uploads_newest_first_a_page_at_a_time(api: Api) -> None:
+    granted = []
+    for n in range(5):
+        _, body = api.call("POST", "/uploads", {**SMALL, "filename": f"p{n}.jpg"})
+        granted.append(body["image_id"])
+        store = DynamoStatusStore(api.ddb, api.config.status_table)  # created_at to the second: spread them
+        record = api.items(body["image_id"])["#image"]
+        store.put_status(body["image_id"], "#image", {**record, "created_at": 1_000 + n})
+    api.call("POST", "/uploads", SMALL, sub="someone-else")
+    status, first = api.call("GET", "/images?limit=2")
+    assert status == 200 and [i["filename"] for i in first["images"]] == ["p4.jpg", "p3.jpg"]
+    assert first["images"][0]["state"] == "awaiting_upload" and first["next_cursor"]
+    seen = [i["image_id"] for i in first["images"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        status, page = api.call("GET", f"/images?limit=2&cursor={cursor}")
+        assert status == 200
+        seen += [i["image_id"] for i in page["images"]]
+        cursor = page["next_cursor"]
+    assert seen == granted[::-1]  # all five, newest first, none of the other owner's
+    status, theirs = api.call("GET", "/images", sub="someone-else")
+    assert status == 200 and [i["filename"] for i in theirs["images"]] == ["red flower.jpg"]
+    status, answer = api.call("GET", f"/images?limit=2&cursor={first['next_cursor']}", sub="someone-else")
+    assert status == 400 and answer["error"]["code"] == "invalid_request"  # another owner's cursor
+    for bad in ("limit=0", "limit=101", "limit=x", "cursor=not-a-cursor"):
+        status, answer = api.call("GET", f"/images?{bad}")
+        assert status == 400 and answer["error"]["code"] == "invalid_request", bad
+
+
+def test_an_image_whose_photo_arrived_links_its_original(api: Api) -> None:
+    _, granted = api.call("POST", "/uploads", SMALL)
+    image_id = granted["image_id"]
+    assert "original_url" not in api.call("GET", f"/images/{image_id}")[1]
+    store = DynamoStatusStore(api.ddb, api.config.status_table)
+    store.put_status(image_id, "sketch", {"state": "rendering", "source_key": granted["key"]})
+    _, answer = api.call("GET", f"/images/{image_id}")
+    assert quote(granted["key"]) in answer["original_url"] and "X-Amz-Signature=" in answer["original_url"]
+    assert "source_key" not in answer
 
 
 def test_an_unknown_route_is_a_json_404(api: Api) -> None:

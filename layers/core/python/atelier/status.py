@@ -63,6 +63,8 @@ class Board:
         deadline = now + upload_seconds + PENDING_GRACE_SECONDS
         owner = image.get("owner", "")
         record = {**image, "created_at": now, "upload_expires_at": now + upload_seconds}
+        if owner:
+            record["listing_owner"] = owner  # GET /images lists it (the table's ByOwner index)
         items = [(IMAGE_RECORD, self._stamp(record))]
         for style in styles:
             pending = {"state": "pending", "owner": owner, "created_at": now, "deadline_at": deadline}
@@ -74,6 +76,10 @@ class Board:
         return self.store.put_status(
             image_id, style, self._stamp(item), unless_state=TERMINAL, unless_job=job
         )
+
+    def images(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
+        """``owner``'s uploads, newest first, a page at a time (see StatusStore.list_images)."""
+        return self.store.list_images(owner, limit, cursor)
 
     def rendering(self, image_id: str, style: str, deadline_at: int, fields: Mapping[str, Any]) -> bool:
         """A handler took the job; False (and nothing written) when this job has already ended.
@@ -194,10 +200,13 @@ def view(image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
         overall = "processing"
     else:
         overall = "awaiting_upload"
-    return {
+    view = {
         "image_id": image_id,
         "state": overall,
         "filename": filename,
         "created_at": _iso(image.get("created_at")),
         "styles": styles,
     }
+    if started and image.get("source_key"):
+        view["source_key"] = str(image["source_key"])  # the API turns it into original_url
+    return view

@@ -101,6 +101,12 @@ class StatusStore(Protocol):
         """Every item of ``image_id`` (one per style, plus the image's own record if it has one)."""
         ...
 
+    def list_images(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
+        """Up to ``limit`` of ``owner``'s image ids, newest first, from ``cursor`` (a previous call's second
+        value; None from the start); the cursor of the next page, None after the last. A cursor that is
+        not one raises ValueError."""
+        ...
+
 
 class DeadLetters(Protocol):
     """Where the record of a failed job goes, for a person (or a redrive) to act on."""

@@ -1,4 +1,5 @@
-"""The upload API's Lambda entry point: ``POST /uploads`` (a presigned POST) and ``GET /images/{id}``.
+"""The upload API's Lambda entry point: ``POST /uploads`` (a presigned POST), ``GET /images`` (the caller's
+uploads, newest first) and ``GET /images/{id}``.
 
 The checks, the key and the policy conditions come from :mod:`atelier.uploads`; this module signs them
 (``generate_presigned_post``, ``generate_presigned_url``) and reads and writes the status table.
@@ -27,6 +28,7 @@ from atelier.uploads import UploadPlan, UploadRefused, UploadSettings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 SERVICE = "atelier-api"
+LIST_DEFAULT, LIST_MAX = 20, 100  # GET /images: images a page
 
 
 def _json(status: int, body: Any) -> Response[str]:
@@ -124,6 +126,38 @@ def api_handler(
             },
         )
 
+    def with_urls(view: dict[str, Any], now: int) -> dict[str, Any]:
+        """The view with short-lived URLs of its original and of each finished render, in place of keys."""
+        expires_in = settings.download_minutes * 60
+        source_key = view.pop("source_key", None)
+        if source_key:
+            view["original_url"] = presigned_get(presigner, app.config.bucket, source_key, expires_in)
+        for entry in view["styles"]:
+            if entry["state"] == "done" and entry.get("output_key"):
+                key = entry.pop("output_key")
+                entry["url"] = presigned_get(presigner, app.config.bucket, key, expires_in)
+                entry["download_url"] = presigned_get(
+                    presigner, app.config.bucket, key, expires_in, entry["download_name"]
+                )
+        view["urls_expire_at"] = _iso(now + expires_in)
+        return view
+
+    @resolver.get("/images")
+    def list_images() -> Response[str]:
+        owner = caller()
+        query = resolver.current_event.query_string_parameters or {}
+        raw_limit = query.get("limit") or str(LIST_DEFAULT)
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_MAX:
+            raise UploadRefused("invalid_request", f"limit must be a whole number from 1 to {LIST_MAX}")
+        try:
+            ids, cursor = app.board.images(owner, int(raw_limit), query.get("cursor") or None)
+        except ValueError as exc:
+            raise UploadRefused("invalid_request", str(exc)) from exc
+        now = int(time.time())
+        views = [status.view(i, app.board.items(i), owner, now) for i in ids]
+        images = [with_urls(v, now) for v in views if v is not None]
+        return _json(200, {"images": images, "next_cursor": cursor})
+
     @resolver.get("/images/<image_id>")
     def get_image(image_id: str) -> Response[str]:
         owner = caller()
@@ -134,16 +168,7 @@ def api_handler(
         view = status.view(image_id, app.board.items(image_id), owner, now)
         if view is None:
             raise not_found
-        expires_in = settings.download_minutes * 60
-        for entry in view["styles"]:
-            if entry["state"] == "done" and entry.get("output_key"):
-                key = entry.pop("output_key")
-                entry["url"] = presigned_get(presigner, app.config.bucket, key, expires_in)
-                entry["download_url"] = presigned_get(
-                    presigner, app.config.bucket, key, expires_in, entry["download_name"]
-                )
-        view["urls_expire_at"] = _iso(now + expires_in)
-        return _json(200, view)
+        return _json(200, with_urls(view, now))
 
     @resolver.exception_handler(UploadRefused)
     def refused(exc: UploadRefused) -> Response[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -15,6 +18,7 @@ from atelier.storage import StoreError
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
+BY_OWNER = "ByOwner"  # the status table's index of image records by owner (template.yaml)
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -118,3 +122,33 @@ class DynamoStatusStore:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"Query {image_id}") from exc
+
+    def list_images(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
+        """Query the ByOwner index newest first; the cursor is DynamoDB's LastEvaluatedKey, base64 JSON."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": BY_OWNER,
+            "KeyConditionExpression": "listing_owner = :o",
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, owner)
+        try:
+            page = self.client.query(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"Query {BY_OWNER}") from exc
+        ids = [item["image_id"]["S"] for item in page["Items"]]
+        last = page.get("LastEvaluatedKey")
+        return ids, (base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None)
+
+
+def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError("the cursor is not one this API gave") from exc
+    if not isinstance(key, dict) or key.get("listing_owner") != {"S": owner}:
+        raise ValueError("the cursor is not one this API gave")
+    return key
