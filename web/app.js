@@ -130,17 +130,46 @@
   // --- one photo -------------------------------------------------------------------------------------
 
   class Card {
-    constructor(file, styles) {
+    // A photo being uploaded now (``file``: its original is the local file), or one from the history
+    // (``file`` is {name}; its original comes with its view, as original_url).
+    constructor(file, styles, originalUrl, at) {
       this.file = file;
       this.styles = styles;
-      this.originalUrl = URL.createObjectURL(file);
+      this.originalUrl = originalUrl || "";
       this.el = $("#card-template").content.firstElementChild.cloneNode(true);
       this.el.dataset.file = file.name;
       $(".card-title", this.el).textContent = file.name;
       $(".card-progress", this.el).setAttribute("aria-label", "Upload progress of " + file.name);
       this.tiles = new Map();
       for (const name of styles) this.addTile(name);
-      $("#gallery").prepend(this.el);
+      if (at === "end") $("#gallery").append(this.el);
+      else $("#gallery").prepend(this.el);
+    }
+
+    static fromView(view) {
+      const card = new Card({ name: view.filename }, view.styles.map((s) => s.style), view.original_url, "end");
+      card.el.dataset.imageId = view.image_id;
+      $(".card-progress", card.el).hidden = true;
+      card.show(view);
+      if (view.state === "processing" || view.state === "awaiting_upload") {
+        card.setState("rendering", "rendering");
+        card.poll("/images/" + view.image_id);
+      }
+      return card;
+    }
+
+    // Every URL of a view is short-lived: ask for the view again a minute before they expire.
+    renewLater(view) {
+      clearTimeout(this.renewal);
+      const left = Date.parse(view.urls_expire_at) - Date.now() - 60 * 1000;
+      if (!(left > 0) || view.state !== "complete") return;
+      this.renewal = setTimeout(async () => {
+        try {
+          this.show(await call("GET", "/images/" + this.el.dataset.imageId), true);
+        } catch (err) {
+          this.renewal = setTimeout(() => this.renewLater(view), 30 * 1000);
+        }
+      }, left);
     }
 
     setState(text, state) {
@@ -169,7 +198,11 @@
       $(".tile-name", tile).textContent = title;
       $(".tile-state", tile).textContent = "waiting";
       const before = $(".compare-before", tile);
-      before.src = this.originalUrl;
+      for (const img of [before, $(".compare-after", tile)]) {
+        img.addEventListener("error", () => { img.hidden = true; });  // a gone file: no broken-image icon
+        img.addEventListener("load", () => { img.hidden = false; });
+      }
+      if (this.originalUrl) before.src = this.originalUrl;
       before.alt = this.file.name + " (original)";
       const range = $(".compare-range", tile);
       range.setAttribute("aria-label", "Before and after: " + title + " of " + this.file.name);
@@ -181,7 +214,7 @@
       this.tiles.set(name, tile);
     }
 
-    updateTile(entry) {
+    updateTile(entry, renew) {
       const tile = this.tiles.get(entry.style);
       if (!tile) return;
       const state = entry.state;
@@ -197,7 +230,7 @@
       const badge = $(".tile-untrained", tile);
       badge.hidden = !untrained;
       if (untrained) badge.title = "Made by " + (entry.model || "a model") + ", which is untrained: its output is noise, not art";
-      if (tile.dataset.state === state) return;  // what follows changes only with the state
+      if (tile.dataset.state === state && !(renew && state === "done")) return;  // changes with the state
       tile.dataset.state = state;
       if (state === "done") {
         const after = $(".compare-after", tile);
@@ -218,6 +251,31 @@
         }
         p.hidden = false;
       }
+    }
+
+    // Show a view: the photo refused once for the upload, or each style's state; true when it is final.
+    show(view, renew) {
+      if (view.original_url && (renew || !this.originalUrl)) {
+        this.originalUrl = view.original_url;
+        for (const tile of this.tiles.values()) $(".compare-before", tile).src = view.original_url;
+      }
+      const refusal = view.state === "complete" ? this.photoRefusal(view) : null;
+      if (refusal) {
+        this.fail(sentence(refusal), refusal.message);
+        return true;
+      }
+      for (const entry of view.styles) this.updateTile(entry, renew);
+      if (view.state === "complete") {
+        const problems = view.styles.filter((s) => s.state !== "done").length;
+        this.setState(problems ? "finished with problems" : "done", problems ? "problem" : "done");
+        this.renewLater(view);
+        return true;
+      }
+      if (view.state === "upload_expired") {
+        this.fail("The upload window closed before the photo arrived. Add the photo again.");
+        return true;
+      }
+      return false;
     }
 
     // The photo itself refused (every style rejected for the same reason): said once, for the upload.
@@ -300,23 +358,7 @@
           }
           view = null;
         }
-        if (view) {
-          const refusal = view.state === "complete" ? this.photoRefusal(view) : null;
-          if (refusal) {
-            this.fail(sentence(refusal), refusal.message);
-            return;
-          }
-          for (const entry of view.styles) this.updateTile(entry);
-          if (view.state === "complete") {
-            const rejected = view.styles.filter((s) => s.state !== "done").length;
-            this.setState(rejected ? "finished with problems" : "done", rejected ? "problem" : "done");
-            return;
-          }
-          if (view.state === "upload_expired") {
-            this.fail("the upload window closed before the photo arrived");
-            return;
-          }
-        }
+        if (view && this.show(view)) return;
         if (Date.now() - started > POLL_LIMIT_MS) {
           this.setState("still rendering; reload later", "slow");
           return;
@@ -334,8 +376,27 @@
     }
     notice("");
     for (const file of files) {
-      new Card(file, styles).start();  // the API says what it refuses, and why
+      new Card(file, styles, URL.createObjectURL(file)).start();  // the API says what it refuses, and why
     }
+  }
+
+  // The history: the caller's earlier uploads, newest first, a page at a time, so a reload loses nothing.
+  async function loadHistory(cursor) {
+    let page;
+    try {
+      page = await call("GET", "/images?limit=20" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    } catch (err) {
+      notice("Your earlier photos could not be listed: " + err.message);
+      document.body.dataset.history = "failed";
+      return;
+    }
+    for (const view of page.images) {
+      if (!document.querySelector('.card[data-image-id="' + view.image_id + '"]')) Card.fromView(view);
+    }
+    const more = $("#more");
+    more.hidden = !page.next_cursor;
+    more.onclick = () => loadHistory(page.next_cursor);
+    document.body.dataset.history = "loaded";
   }
 
   function wireDropZone() {
@@ -368,4 +429,5 @@
 
   renderStyleChoice();
   wireDropZone();
+  loadHistory();
 })();

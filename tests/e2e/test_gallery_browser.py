@@ -74,6 +74,7 @@ def page(browser: BrowserContext, gallery_url: str, request: pytest.FixtureReque
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(gallery_url + "/")
+    expect(page.locator("body")).to_have_attribute("data-history", "loaded")  # earlier tests' photos listed
     yield page
     if getattr(request.node, "failed_call", False):  # set by tests/e2e/conftest.py
         ARTIFACTS.mkdir(exist_ok=True)
@@ -101,7 +102,7 @@ def test_a_photo_uploaded_through_the_page_appears_in_every_style(page: Page) ->
     for style in STYLES:
         expect(page.locator(f'input[name="style"][value="{style}"]')).to_be_checked()
     page.set_input_files("#file-input", str(CHELSEA))
-    card = page.locator('.card[data-file="chelsea.jpg"]')
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
     expect(card).to_have_attribute("data-state", "done", timeout=RENDER_TIMEOUT_MS)
     assert card.locator(".card-progress").evaluate("el => el.value") == 100
     tiles = card.locator(".tile")
@@ -151,7 +152,7 @@ def test_a_corrupt_photo_is_refused_once_for_the_upload_in_words(page: Page, tmp
     page.locator('input[name="style"][value="pencil"]').uncheck()
     page.locator('input[name="style"][value="oil"]').uncheck()
     page.set_input_files("#file-input", str(broken))
-    card = page.locator('.card[data-file="broken.jpg"]')
+    card = page.locator('.card[data-file="broken.jpg"]').first
     expect(card).to_have_attribute("data-state", "refused", timeout=RENDER_TIMEOUT_MS)
     error = card.locator(".card-error")
     expect(error).to_contain_text("This file is damaged or incomplete")  # the sentence, once
@@ -165,7 +166,7 @@ def test_a_file_the_api_refuses_shows_the_apis_reason(page: Page, tmp_path: Path
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     page.set_input_files("#file-input", str(notes))
-    card = page.locator('.card[data-file="notes.txt"]')
+    card = page.locator('.card[data-file="notes.txt"]').first
     expect(card).to_have_attribute("data-state", "refused", timeout=30_000)
     expect(card.locator(".card-error")).to_contain_text("content type 'text/plain' is not accepted")
 
@@ -237,7 +238,7 @@ def test_each_style_shows_its_progress_and_time_a_failure_in_words_and_an_untrai
         ],
     )
     page.set_input_files("#file-input", str(CHELSEA))
-    card = page.locator('.card[data-file="chelsea.jpg"]')
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
     sketch, oil = card.locator('.tile[data-style="sketch"]'), card.locator('.tile[data-style="oil"]')
     expect(sketch.locator(".tile-state")).to_have_text(re.compile(r"rendering, 1[2-9] s"))
     expect(oil.locator(".tile-state")).to_have_text("retrying after an error")
@@ -250,7 +251,7 @@ def test_each_style_shows_its_progress_and_time_a_failure_in_words_and_an_untrai
 def test_a_network_failure_is_said_in_words(page: Page) -> None:
     page.route("**/api/uploads", lambda route: route.abort("internetdisconnected"))
     page.set_input_files("#file-input", str(CHELSEA))
-    card = page.locator('.card[data-file="chelsea.jpg"]')
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
     expect(card).to_have_attribute("data-state", "refused", timeout=30_000)
     expect(card.locator(".card-error")).to_have_text(
         "Atelier could not be reached. Check your connection and try again."
@@ -263,7 +264,7 @@ def test_keyboard_users_see_where_they_are_and_skip_the_hidden_file_input(page: 
     assert page.evaluate("document.activeElement.id") == "drop"  # not the invisible file input
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
     page.set_input_files("#file-input", str(CHELSEA))
-    card = page.locator('.card[data-file="chelsea.jpg"]')
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
     expect(card).to_have_attribute("data-state", "done", timeout=RENDER_TIMEOUT_MS)
     names = card.locator(".compare-range").evaluate_all("rs => rs.map(r => r.getAttribute('aria-label'))")
     assert len(set(names)) == len(names) and all("chelsea.jpg" in n for n in names)
@@ -300,10 +301,10 @@ def test_axe_finds_no_serious_or_critical_violation(
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(CHELSEA.read_bytes()[:5000])
     page.set_input_files("#file-input", [str(CHELSEA), str(broken)])
-    expect(page.locator('.card[data-file="chelsea.jpg"]')).to_have_attribute(
+    expect(page.locator('.card[data-file="chelsea.jpg"]').first).to_have_attribute(
         "data-state", "done", timeout=RENDER_TIMEOUT_MS
     )
-    expect(page.locator('.card[data-file="broken.jpg"]')).to_have_attribute(
+    expect(page.locator('.card[data-file="broken.jpg"]').first).to_have_attribute(
         "data-state", "refused", timeout=RENDER_TIMEOUT_MS
     )
     page.add_script_tag(path=str(AXE))
@@ -317,3 +318,29 @@ def test_axe_finds_no_serious_or_critical_violation(
     if serious:
         page.screenshot(path=str(ARTIFACTS / f"axe-{width}x{height}.png"), full_page=True)
     assert serious == []
+
+
+def test_the_history_survives_a_reload_and_renews_its_links(page: Page) -> None:
+    page.locator('input[name="style"][value="pencil"]').uncheck()
+    page.locator('input[name="style"][value="oil"]').uncheck()
+    page.locator('input[name="style"][value="watercolor"]').uncheck()
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
+    expect(card).to_have_attribute("data-state", "done", timeout=RENDER_TIMEOUT_MS)
+    image_id = card.get_attribute("data-image-id")
+    page.clock.install()  # the page's timers, so the links' renewal can be brought forward
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-history", "loaded")
+    again = page.locator(f'.card[data-image-id="{image_id}"]')
+    expect(again).to_have_attribute("data-state", "done")
+    tile = again.locator('.tile[data-style="sketch"]')
+    expect(tile).to_have_attribute("data-state", "done")
+    for img in (".compare-after", ".compare-before"):  # the render and the original, both from the API
+        expect(tile.locator(img)).to_be_visible()
+        assert tile.locator(img).evaluate("i => i.complete && i.naturalWidth") == 451
+    assert tile.locator("a.tile-download").get_attribute("download") == "chelsea-sketch.jpg"
+    first_url = tile.locator(".compare-after").get_attribute("src") or ""
+    page.wait_for_timeout(1100)  # a new signature needs a new second on the server
+    page.clock.fast_forward("30:00")  # past urls_expire_at, less the minute the page keeps in hand
+    expect(tile.locator(".compare-after")).not_to_have_attribute("src", first_url, timeout=15_000)
+    assert tile.locator(".compare-after").evaluate("i => i.complete && i.naturalWidth") == 451
