@@ -238,3 +238,28 @@ def test_killed_mid_job_the_message_comes_back_within_the_grace_period(
 def test_upscale_factor_comes_from_the_upload_apis_option() -> None:
     assert scale_of("incoming/all-upscale/u/alice/abc/a.jpg", {"options": '{"upscale": {"factor": 2}}'}) == 2
     assert scale_of("incoming/all-upscale/u/alice/abc/a.jpg", {"options": "not json"}) == 4
+
+
+def test_the_served_demo_keeps_an_upscale_worker_running_until_stopped(
+    local_stack: LocalStack, dispatcher: Dispatcher, queue: str, models: Path, unique_id: str, tmp_path: Path
+) -> None:
+    from atelier import demo
+    from atelier import models as catalogue
+
+    for scale in (2, 3, 4):  # the dev models where the demo looks for them
+        target = catalogue.installed_path(f"edsr_baseline_x{scale}-dev", root=tmp_path)
+        target.parent.mkdir(parents=True)
+        target.write_bytes((models / f"edsr_baseline_x{scale}.onnx").read_bytes())
+    worker, thread = demo.serve_worker(local_stack, tmp_path)
+    try:
+        key = f"incoming/upscale/x2/{unique_id}/late.jpg"  # asked for after the demo's own run
+        etag = upload(local_stack, queue, key, photo(64, 48))
+        image_id = keys.drop_in_image_id(key, etag)
+        deadline = time.monotonic() + 120
+        while status(local_stack, image_id).get("upscale", {}).get("state") != "done":
+            assert time.monotonic() < deadline, status(local_stack, image_id)
+            time.sleep(0.5)
+    finally:
+        worker.request_stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()

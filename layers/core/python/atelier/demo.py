@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from atelier.aws.status import DynamoStatusStore
 from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
 from atelier.status import TERMINAL
+from atelier.worker import Worker
 
 DEV_MODELS = ("animeganv2-dev", "edsr_baseline_x2-dev")
 UNTRAINED = "untrained dev model: shows the code path, not a trained style"
@@ -71,12 +73,15 @@ def run(
             _collect_extras(stack, extras, out_dir, entries, rows)
             _print_table(console, rows)
             if serve:
+                worker, thread = serve_worker(stack, model_dir)
                 console.print(f"[bold]try it: open {url} and drop photos in; Ctrl-C stops everything[/bold]")
                 try:
                     while True:
                         time.sleep(3600)
                 except KeyboardInterrupt:
                     pass
+                worker.request_stop()
+                thread.join(timeout=60)
             stop_api()
         console.print("local stack stopped")
     index = gallery.write(out_dir, entries, "Atelier · make run", "Rendered on the local stack.")
@@ -119,21 +124,34 @@ def _upload_models_demo(stack: Any, photo: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def _run_worker(stack: Any, model_dir: Path) -> None:
-    """Consume the upscale queue on the CPU, as the GPU task would, until it is empty."""
+def _upscale_worker(stack: Any, model_dir: Path) -> Worker:
+    """The upscale queue's worker on the CPU, as the GPU task runs it."""
     from atelier import models
     from atelier.aws import wiring
     from atelier.aws.gpu_worker import UpscaleModels, build_job
     from atelier.aws.sqs import SqsJobQueue
     from atelier.config import AppConfig
-    from atelier.worker import Worker
 
-    stack.dispatcher.wait_idle(timeout=30)  # the rule has queued the message
     with stack.applied_env():
         app = wiring.build(AppConfig.from_env())
         path = lambda scale: models.installed_path(f"edsr_baseline_x{scale}-dev", root=model_dir)  # noqa: E731
         queue = SqsJobQueue(stack.sqs, stack.queue_urls["UpscaleQueue"], wait_seconds=1)
-        Worker(queue, build_job(app, UpscaleModels(path, provider="cpu"))).run(until_idle=True)
+        return Worker(queue, build_job(app, UpscaleModels(path, provider="cpu")))
+
+
+def _run_worker(stack: Any, model_dir: Path) -> None:
+    """Consume the upscale queue until it is empty (the demo's own upscale)."""
+    stack.dispatcher.wait_idle(timeout=30)  # the rule has queued the message
+    _upscale_worker(stack, model_dir).run(until_idle=True)
+
+
+def serve_worker(stack: Any, model_dir: Path) -> tuple[Worker, threading.Thread]:
+    """The upscale worker in the background for as long as the page is served: an upscale asked for
+    from the page renders too."""
+    worker = _upscale_worker(stack, model_dir)
+    thread = threading.Thread(target=worker.run, name="upscale-worker", daemon=True)
+    thread.start()
+    return worker, thread
 
 
 def _collect_extras(
