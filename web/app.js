@@ -204,12 +204,8 @@
       }
       if (this.originalUrl) before.src = this.originalUrl;
       before.alt = this.file.name + " (original)";
-      const range = $(".compare-range", tile);
-      range.setAttribute("aria-label", "Before and after: " + title + " of " + this.file.name);
-      const compare = $(".compare", tile);
-      const move = () => compare.style.setProperty("--pos", range.value + "%");
-      range.addEventListener("input", move);
-      move();
+      $(".compare-range", tile).setAttribute("aria-label", "Before and after: " + title + " of " + this.file.name);
+      wireCompare(tile);
       $(".tiles", this.el).append(tile);
       this.tiles.set(name, tile);
     }
@@ -235,11 +231,15 @@
       if (state === "done") {
         const after = $(".compare-after", tile);
         after.alt = this.file.name + " as " + $(".tile-name", tile).textContent + (untrained ? " (untrained model)" : "");
-        after.src = entry.url;
+        after.src = entry.preview_url || entry.url;  // the full render only in the full view
         const link = $(".tile-download", tile);
         link.href = entry.download_url;
         link.download = entry.download_name || "";
         link.hidden = false;
+        const open = $(".tile-open", tile);
+        open.hidden = false;
+        open.setAttribute("aria-label", "View " + $(".tile-name", tile).textContent + " of " + this.file.name + " at full size");
+        open.onclick = () => openViewer(this, entry, $(".tile-name", tile).textContent, untrained);
       } else if (state === "rejected" || state === "failed") {
         const p = $(".tile-reason", tile);
         p.textContent = sentence(entry);
@@ -368,6 +368,58 @@
     }
   }
 
+  // --- the full view: the render beside its original at full size, fitted or at 100 % ------------------
+
+  function wireCompare(root) {
+    const range = $(".compare-range", root);
+    const compare = $(".compare", root);
+    const move = () => compare.style.setProperty("--pos", range.value + "%");
+    range.addEventListener("input", move);
+    move();
+  }
+
+  function openViewer(card, entry, styleTitle, untrained) {
+    const dialog = $("#viewer");
+    const title = styleTitle + " of " + card.file.name + (untrained ? " (untrained model)" : "");
+    $("#viewer-title").textContent = title;
+    const before = $(".viewer-compare .compare-before", dialog);
+    const after = $(".viewer-compare .compare-after", dialog);
+    before.src = card.originalUrl || "";
+    before.alt = card.file.name + " (original)";
+    after.src = entry.url;  // the full render, fetched now
+    after.alt = title;
+    $(".viewer-compare .compare-range", dialog).setAttribute("aria-label", "Before and after: " + title);
+    const link = $("#viewer-download");
+    link.href = entry.download_url;
+    link.download = entry.download_name || "";
+    zoom(false);
+    dialog.showModal();
+    $(".viewer-compare .compare-range", dialog).focus();
+  }
+
+  function zoom(full) {
+    const stage = $("#viewer-stage");
+    stage.dataset.zoom = full ? "full" : "fit";
+    $("#viewer-zoom").setAttribute("aria-pressed", String(full));
+    $("#viewer-zoom").textContent = full ? "Fit" : "100 %";
+  }
+
+  function wireViewer() {
+    const dialog = $("#viewer");
+    wireCompare(dialog);
+    $("#viewer-close").addEventListener("click", () => dialog.close());
+    $("#viewer-zoom").addEventListener("click", () => zoom($("#viewer-stage").dataset.zoom !== "full"));
+    dialog.addEventListener("keydown", (e) => {
+      if (e.key === "z" || e.key === "Z") {
+        e.preventDefault();
+        zoom($("#viewer-stage").dataset.zoom !== "full");
+      }
+    });
+    dialog.addEventListener("click", (e) => {
+      if (e.target === dialog) dialog.close();  // a click on the backdrop
+    });
+  }
+
   function addFiles(files) {
     const styles = chosenStyles();
     if (!styles.length) {
@@ -429,5 +481,6 @@
 
   renderStyleChoice();
   wireDropZone();
+  wireViewer();
   loadHistory();
 })();

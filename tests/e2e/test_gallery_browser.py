@@ -344,3 +344,56 @@ def test_the_history_survives_a_reload_and_renews_its_links(page: Page) -> None:
     page.clock.fast_forward("30:00")  # past urls_expire_at, less the minute the page keeps in hand
     expect(tile.locator(".compare-after")).not_to_have_attribute("src", first_url, timeout=15_000)
     assert tile.locator(".compare-after").evaluate("i => i.complete && i.naturalWidth") == 451
+
+
+def test_the_full_view_shows_the_full_render_beside_its_original_by_mouse_keyboard_and_touch(
+    page: Page,
+) -> None:
+    for style in ("sketch", "pencil", "watercolor"):
+        page.locator(f'input[name="style"][value="{style}"]').uncheck()
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
+    expect(card).to_have_attribute("data-state", "done", timeout=RENDER_TIMEOUT_MS)
+    tile = card.locator('.tile[data-style="oil"]')
+    assert "/renders/previews/" in (tile.locator(".compare-after").get_attribute("src") or "")  # the tile
+    tile.locator(".tile-open").click()
+    dialog = page.locator("#viewer")
+    expect(dialog).to_be_visible()
+    after = dialog.locator(".compare-after")
+    assert re.search(r"/renders/[^/]+/oil\.jpg", after.get_attribute("src") or "")  # the full render
+    expect(page.locator("#viewer-title")).to_have_text("Oil painting of chelsea.jpg")
+    expect(after).to_have_js_property("complete", True)
+    compare = dialog.locator(".viewer-compare")
+
+    def pos() -> str:
+        return str(compare.evaluate("el => el.style.getPropertyValue('--pos')"))
+
+    page.keyboard.press("ArrowLeft")  # the slider has the focus
+    assert pos() == "49%"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "viewer-fit.png"))
+    page.keyboard.press("z")  # 100 %: the render at its own size
+    expect(page.locator("#viewer-stage")).to_have_attribute("data-zoom", "full")
+    assert after.evaluate("i => Math.round(i.getBoundingClientRect().width)") == 451
+    page.screenshot(path=str(ARTIFACTS / "viewer-full.png"))
+    page.locator("#viewer-zoom").click()  # back to fitted: as wide as the stage allows
+    expect(page.locator("#viewer-stage")).to_have_attribute("data-zoom", "fit")
+    box = page.locator("#viewer-stage").bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.2, y, steps=5)
+    page.mouse.up()
+    assert 15 <= float(pos().rstrip("%")) <= 25
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+    x0, x1 = box["x"] + box["width"] * 0.2, box["x"] + box["width"] * 0.8
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y}]})
+    for step in range(1, 6):
+        point = {"x": x0 + (x1 - x0) * step / 5, "y": y}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    assert 75 <= float(pos().rstrip("%")) <= 85
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()

@@ -251,3 +251,19 @@ def test_a_decoders_harmless_warning_reaches_the_status_and_the_api_view(world: 
     record = {"style": status.IMAGE_RECORD, "owner": item.get("owner", ""), "styles": ["sketch"]}
     view = status.view(out["image_id"], [record, item], str(record["owner"]), int(time.time()))
     assert view is not None and view["styles"][0]["warnings"] == out["warnings"]
+
+
+def test_every_render_has_a_small_webp_preview_and_a_cache_hit_copies_it(world: World) -> None:
+    job = sketch_job()
+    big = photo(scale=4.0)  # 1804x1200: its preview is 1280 wide
+    first = world.render("incoming/sketch/big.jpg", world.upload("incoming/sketch/big.jpg", big), job)
+    preview = world.s3.get_object(Bucket=world.bucket, Key=first["preview_key"])
+    assert preview["ContentType"] == "image/webp"
+    small = cv2.imdecode(np.frombuffer(preview["Body"].read(), np.uint8), cv2.IMREAD_COLOR)
+    assert small.shape[:2] == (round(first["height"] * 1280 / first["width"]), 1280)
+    second = world.render("incoming/sketch/again.jpg", world.upload("incoming/sketch/again.jpg", big), job)
+    assert second["cache"]["hit"] is True and calls(job) == 1
+    assert second["preview_key"] == f"renders/previews/{second['image_id']}/sketch.webp"
+    copied = world.s3.get_object(Bucket=world.bucket, Key=second["preview_key"])["Body"].read()
+    original = world.s3.get_object(Bucket=world.bucket, Key=first["preview_key"])["Body"].read()
+    assert copied == original

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+from atelier import keys
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
@@ -41,7 +42,14 @@ class Env:
         }
 
     def renders(self) -> list[str]:
-        listed = self.s3.list_objects_v2(Bucket=self.config.bucket, Prefix="renders/")
+        """The renders (not their previews)."""
+        return [k for k in self._listed("renders/") if not k.startswith(keys.PREVIEWS)]
+
+    def previews(self) -> list[str]:
+        return self._listed(keys.PREVIEWS)
+
+    def _listed(self, prefix: str) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.config.bucket, Prefix=prefix)
         return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
@@ -79,8 +87,10 @@ def test_sample_event_renders_and_records_done(aws: Env) -> None:
     assert result["source_key"] == "incoming/sketch/red flower.jpg"  # URL-decoded
     assert result["image_id"].startswith("red-flower-")
     assert aws.renders() == [f"renders/{result['image_id']}/sketch.jpg"]
+    assert aws.previews() == [f"renders/previews/{result['image_id']}/sketch.webp"]
     item = aws.status(result["image_id"])["sketch"]
     assert item["state"] == "done" and item["output_key"] == result["output_key"]
+    assert item["preview_key"] == aws.previews()[0]
     assert item["width"] == 451 and item["height"] == 300 and item["format"] == "jpeg"
     assert item["size_bytes"] > 1000 and item["timings_ms"]["total"] > 0 and item["expires_at"] > 0
 

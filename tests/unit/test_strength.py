@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from atelier import cli, options, pipeline, status, styles, uploads
+from atelier import cli, keys, options, pipeline, status, styles, uploads
 from atelier.aws import wiring
 from atelier.aws.lambda_style import style_handler
 from atelier.errors import JobFailed
@@ -184,7 +184,7 @@ def _status(moto_aws: MotoAws, image_id: str, style: str) -> dict[str, Any]:
 
 def _renders(moto_aws: MotoAws) -> list[str]:
     listed = moto_aws.s3.list_objects_v2(Bucket=moto_aws.bucket, Prefix="renders/")
-    return sorted(o["Key"] for o in listed.get("Contents", []))
+    return sorted(o["Key"] for o in listed.get("Contents", []) if not o["Key"].startswith(keys.PREVIEWS))
 
 
 def _app(moto_aws: MotoAws, cache: bool = False) -> wiring.Adapters:

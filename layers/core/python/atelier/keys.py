@@ -23,6 +23,8 @@ from atelier.probe import EXTENSIONS
 
 INCOMING = "incoming/"
 RENDERS = "renders/"
+PREVIEWS = f"{RENDERS}previews/"  # under renders/, so every grant that reads or writes renders covers them
+PREVIEW_SIDE = 1280  # the long side of a preview rendition, at most
 ALL = "all"
 ALL_UPSCALE = "all-upscale"
 UPSCALE = "upscale"
@@ -97,3 +99,9 @@ def drop_in_image_id(key: str, etag: str) -> str:
 def render_key(image_id: str, style: str, fmt: str) -> str:
     """Where the render of ``image_id`` in ``style`` is stored."""
     return f"{RENDERS}{image_id}/{style}.{EXTENSIONS.get(fmt, fmt)}"
+
+
+def preview_key(render: str) -> str:
+    """Where the preview rendition of the render at ``render`` is stored (a WebP of at most 1280 px)."""
+    image_id, name = render.removeprefix(RENDERS).split("/", 1)
+    return f"{PREVIEWS}{image_id}/{name.rsplit('.', 1)[0]}.webp"

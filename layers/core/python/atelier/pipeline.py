@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from atelier import keys, options, phash, status
@@ -88,6 +89,7 @@ class Outcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # hit, source_image_id, distance, reason
     warnings: list[str] = field(default_factory=list)  # what the decoder found odd but harmless
+    preview_key: str = ""  # the render's preview rendition (keys.preview_key)
     extra: dict[str, Any] = field(default_factory=dict)  # the job's own fields (StyleJob.status_fields)
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +186,16 @@ def render_object(
                 copied = _copy_render(store, reuse.render_key, out_key, upload.image_id, job, fmt, limits)
                 # None: the earlier render is gone, so render again and point the entry at the new one
                 if copied is not None:
+                    try:  # its preview too, where the earlier render has one
+                        store.copy(
+                            keys.preview_key(reuse.render_key),
+                            keys.preview_key(out_key),
+                            {"image-id": upload.image_id},
+                            CONTENT_TYPES["webp"],
+                        )
+                        outcome.preview_key = keys.preview_key(out_key)
+                    except NotFound:
+                        pass
                     clock.mark("copy")
                     outcome.state, outcome.output_key, outcome.format = "done", out_key, fmt
                     outcome.size_bytes, (outcome.width, outcome.height) = copied
@@ -208,6 +220,11 @@ def render_object(
     height, width = int(art.shape[0]), int(art.shape[1])
     store.put(out_key, body, CONTENT_TYPES[fmt], _render_metadata(upload.image_id, job, (width, height)))
     clock.mark("write")
+    small, small_alpha = preview_of(art, decoded.alpha)
+    preview = encode(small, "webp", alpha=small_alpha, quality=PREVIEW_QUALITY)
+    store.put(keys.preview_key(out_key), preview, CONTENT_TYPES["webp"], {"image-id": upload.image_id})
+    outcome.preview_key = keys.preview_key(out_key)
+    clock.mark("preview")
     if cache is not None:
         if reuse is not None:
             cache.index.replace(reuse, out_key, upload.image_id)
@@ -221,6 +238,22 @@ def render_object(
     outcome.width, outcome.height = width, height
     outcome.timings_ms = clock.total()
     return record(outcome)
+
+
+PREVIEW_QUALITY = 80
+
+
+def preview_of(art: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The render (and its alpha) at most keys.PREVIEW_SIDE on its long side, for tiles and lists."""
+    height, width = art.shape[:2]
+    scale = keys.PREVIEW_SIDE / max(height, width)
+    if scale >= 1:
+        return art, alpha
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(art, size, interpolation=cv2.INTER_AREA)
+    if alpha is not None and alpha.shape[:2] == (height, width):
+        return small, cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    return small, None
 
 
 def _render_metadata(image_id: str, job: StyleJob, size: tuple[int, int]) -> dict[str, str]:

@@ -187,6 +187,8 @@ def view(image_id: str, items: Iterable[Mapping[str, Any]], owner: str, now: int
             )
             if item.get("warnings"):
                 entry["warnings"] = [str(w) for w in item["warnings"]]
+            if item.get("preview_key"):
+                entry["preview_key"] = str(item["preview_key"])  # the API turns it into preview_url
         elif state in ("rejected", "failed"):
             entry.update(reason=str(item.get("reason", "") or state), message=str(item.get("message", "")))
         elif item.get("last_error"):

@@ -139,6 +139,10 @@ def api_handler(
                 entry["download_url"] = presigned_get(
                     presigner, app.config.bucket, key, expires_in, entry["download_name"]
                 )
+            if entry.get("preview_key"):
+                entry["preview_url"] = presigned_get(
+                    presigner, app.config.bucket, entry.pop("preview_key"), expires_in
+                )
         view["urls_expire_at"] = _iso(now + expires_in)
         return view
 
