@@ -3,13 +3,15 @@
 "use strict";
 
 (function () {
-  const STYLES = [
-    { name: "sketch", title: "Graphite sketch" },
-    { name: "pencil", title: "Colour pencil" },
-    { name: "oil", title: "Oil painting" },
-    { name: "watercolor", title: "Watercolour" },
-    { name: "anime", title: "Anime (AnimeGANv2)", off: true },
+  // The styles as GET /styles gives them (titles, options); these stand in if it cannot be reached.
+  let STYLES = [
+    { name: "sketch", title: "Graphite sketch", options: {} },
+    { name: "pencil", title: "Colour pencil", options: {} },
+    { name: "oil", title: "Oil painting", options: {} },
+    { name: "watercolor", title: "Watercolour", options: {} },
   ];
+  const OFF_BY_DEFAULT = new Set(["anime", "upscale"]);  // slower, and not what most photos come for
+  const EXAMPLES = new Set(["sketch", "pencil", "oil", "watercolor"]);  // web/examples/<style>.webp
   const POLL_MS = 1000;
   const POLL_LIMIT_MS = 10 * 60 * 1000;
 
@@ -100,25 +102,93 @@
 
   // --- style choice ----------------------------------------------------------------------------------
 
+  async function loadStyles() {
+    try {
+      STYLES = (await call("GET", "/styles")).styles;
+    } catch (err) {
+      notice("The list of styles could not be loaded, so only the four drawing styles are offered: " + err.message);
+    }
+    renderStyleChoice();
+    document.body.dataset.styles = "loaded";
+  }
+
+  function control(style, option, spec) {
+    const id = "opt-" + style.name + "-" + option;
+    const label = document.createElement("label");
+    label.className = "style-option";
+    label.htmlFor = id;
+    let input;
+    if (spec.choices) {
+      input = document.createElement("select");
+      if (option === "model") input.append(new Option("the server's default", ""));
+      for (const choice of spec.choices) {
+        const text = (option === "factor" ? "x" : "") + choice.value + (choice.trained === false ? " (untrained)" : "");
+        input.append(new Option(text, String(choice.value)));
+      }
+      label.append(option === "factor" ? "Factor " : "Model ", input);
+    } else {
+      input = document.createElement("input");
+      input.type = "range";
+      input.min = spec.min;
+      input.max = spec.max;
+      input.step = "0.05";
+      input.value = spec.default == null ? spec.max : spec.default;
+      input.dataset.default = input.value;
+      const shown = document.createElement("output");
+      shown.textContent = Number(input.value).toFixed(2);
+      input.addEventListener("input", () => { shown.textContent = Number(input.value).toFixed(2); });
+      label.append("Strength ", input, shown);
+    }
+    input.id = id;
+    input.dataset.style = style.name;
+    input.dataset.option = option;
+    input.setAttribute("aria-label", option[0].toUpperCase() + option.slice(1) + " of " + style.title);
+    return label;
+  }
+
   function renderStyleChoice() {
     const box = $("#styles");
+    box.replaceChildren(box.firstElementChild);  // the legend stays
     for (const style of STYLES) {
+      const choice = document.createElement("div");
+      choice.className = "style-choice";
       const label = document.createElement("label");
-      label.className = "style-choice";
       const input = document.createElement("input");
       input.type = "checkbox";
       input.name = "style";
       input.value = style.name;
-      input.checked = !style.off;
+      input.checked = !OFF_BY_DEFAULT.has(style.name);
+      if (EXAMPLES.has(style.name)) {
+        const img = document.createElement("img");
+        img.className = "style-example";
+        img.src = "examples/" + style.name + ".webp";
+        img.alt = "";  // the title says it; the example only shows it
+        label.append(img);
+      }
       const text = document.createElement("span");
       text.textContent = style.title;
-      label.append(input, text);
-      box.append(label);
+      label.prepend(input);
+      label.append(text);
+      choice.append(label);
+      for (const [option, spec] of Object.entries(style.options || {})) choice.append(control(style, option, spec));
+      box.append(choice);
     }
   }
 
   function chosenStyles() {
     return Array.from(document.querySelectorAll('input[name="style"]:checked')).map((i) => i.value);
+  }
+
+  // The options of the chosen styles, only where they differ from the style's own default.
+  function chosenOptions(styles) {
+    const options = {};
+    for (const input of document.querySelectorAll("[data-option]")) {
+      const style = input.dataset.style;
+      if (!styles.includes(style) || input.value === "" || input.value === input.dataset.default) continue;
+      const value = input.type === "range" || input.dataset.option === "factor" ? Number(input.value) : input.value;
+      (options[style] = options[style] || {})[input.dataset.option] = value;
+    }
+    return options;
   }
 
   function notice(message) {
@@ -295,6 +365,7 @@
           content_type: this.file.type,
           size: this.file.size,
           styles: this.styles,
+          ...(this.options && Object.keys(this.options).length ? { options: this.options } : {}),
         });
       } catch (err) {
         this.fail(err.message);
@@ -427,8 +498,11 @@
       return;
     }
     notice("");
+    const options = chosenOptions(styles);
     for (const file of files) {
-      new Card(file, styles, URL.createObjectURL(file)).start();  // the API says what it refuses, and why
+      const card = new Card(file, styles, URL.createObjectURL(file));
+      card.options = options;
+      card.start();  // the API says what it refuses, and why
     }
   }
 
@@ -479,7 +553,7 @@
     });
   }
 
-  renderStyleChoice();
+  loadStyles();
   wireDropZone();
   wireViewer();
   loadHistory();

@@ -75,6 +75,7 @@ def page(browser: BrowserContext, gallery_url: str, request: pytest.FixtureReque
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(gallery_url + "/")
     expect(page.locator("body")).to_have_attribute("data-history", "loaded")  # earlier tests' photos listed
+    expect(page.locator("body")).to_have_attribute("data-styles", "loaded")  # the styles from GET /styles
     yield page
     if getattr(request.node, "failed_call", False):  # set by tests/e2e/conftest.py
         ARTIFACTS.mkdir(exist_ok=True)
@@ -110,6 +111,7 @@ def test_a_photo_uploaded_through_the_page_appears_in_every_style(page: Page) ->
     for style in STYLES:
         tile = card.locator(f'.tile[data-style="{style}"]')
         expect(tile).to_have_attribute("data-state", "done")
+        expect(tile.locator(".tile-state")).to_have_text(re.compile(r"done in \d+ s"))
         render = tile.locator(".compare-after")
         expect(render).to_be_visible()
         assert render.evaluate("img => img.complete && img.naturalWidth") == 451
@@ -397,3 +399,41 @@ def test_the_full_view_shows_the_full_render_beside_its_original_by_mouse_keyboa
     assert 75 <= float(pos().rstrip("%")) <= 85
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+
+
+def test_every_option_is_offered_and_sent_with_the_upload(page: Page) -> None:
+    for style in ("sketch", "pencil", "oil", "watercolor"):  # each with its example
+        example = page.locator(f'.style-choice:has(input[value="{style}"]) img.style-example')
+        expect(example).to_be_visible()
+        assert example.evaluate("i => i.complete && i.naturalWidth") == 240
+    for style in ("anime", "upscale"):  # offered, off until chosen
+        expect(page.locator(f'input[name="style"][value="{style}"]')).not_to_be_checked()
+    page.locator('input[name="style"][value="anime"]').check()
+    models = page.locator("#opt-anime-model option").all_text_contents()
+    assert "face_paint_512_v2" in models and "animeganv2-dev (untrained)" in models
+    page.select_option("#opt-anime-model", "paprika")
+    page.locator('input[name="style"][value="upscale"]').check()
+    assert page.locator("#opt-upscale-factor option").all_text_contents() == ["x2", "x3", "x4"]
+    page.select_option("#opt-upscale-factor", "3")
+    page.locator("#opt-oil-strength").fill("0.8")
+    page.locator('input[name="style"][value="pencil"]').uncheck()
+    sent: list[dict[str, Any]] = []
+
+    def capture(route: Route) -> None:
+        sent.append(json.loads(route.request.post_data or "{}"))
+        route.continue_()
+
+    page.route("**/api/uploads", capture)
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
+    expect(card.locator('.tile[data-style="upscale"]')).to_be_visible()
+    assert sent and sent[0]["styles"] == ["sketch", "oil", "watercolor", "anime", "upscale"]
+    # only what differs from the style's own default travels: oil's strength, the model, the factor
+    assert sent[0]["options"] == {
+        "oil": {"strength": 0.8},
+        "anime": {"model": "paprika"},
+        "upscale": {"factor": 3},
+    }
+    expect(card.locator('.tile[data-style="oil"]')).to_have_attribute(
+        "data-state", "done", timeout=RENDER_TIMEOUT_MS
+    )

@@ -119,3 +119,21 @@ def test_upscale_without_a_model_says_how_to_get_one(tmp_path: Path, monkeypatch
         == 2
     )
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)
+
+
+def test_the_web_pages_style_examples_are_current() -> None:
+    """web/examples/ holds one example per CPU style, made by `atelier examples` with today's styles."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from atelier import gallery, styles
+
+    folder = Path(__file__).resolve().parents[2] / "web" / "examples"
+    made_with = json.loads((folder / gallery.EXAMPLES_INDEX).read_text())
+    current = {name: styles.get(name).version for name in styles.CPU_STYLES}
+    assert made_with == current, "a style changed: run `atelier examples` and commit web/examples/"
+    for name in styles.CPU_STYLES:
+        img = cv2.imdecode(np.frombuffer((folder / f"{name}.webp").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[1] == gallery.EXAMPLE_WIDTH

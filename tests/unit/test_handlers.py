@@ -91,6 +91,7 @@ def test_sample_event_renders_and_records_done(aws: Env) -> None:
     item = aws.status(result["image_id"])["sketch"]
     assert item["state"] == "done" and item["output_key"] == result["output_key"]
     assert item["preview_key"] == aws.previews()[0]
+    assert 0 <= item["updated_at"] - item["started_at"] <= 60  # the claim's time, kept to the end
     assert item["width"] == 451 and item["height"] == 300 and item["format"] == "jpeg"
     assert item["size_bytes"] > 1000 and item["timings_ms"]["total"] > 0 and item["expires_at"] > 0
 

@@ -356,6 +356,19 @@ def test_an_image_whose_photo_arrived_links_its_original(api: Api) -> None:
     assert "source_key" not in answer
 
 
+def test_get_styles_lists_every_style_with_its_options(api: Api) -> None:
+    status, answer = api.call("GET", "/styles")
+    assert status == 200
+    by_name = {s["name"]: s for s in answer["styles"]}
+    assert list(by_name) == [*CPU_STYLES, "anime", "upscale"]
+    assert by_name["oil"]["title"] == "Oil painting"
+    assert by_name["oil"]["options"]["strength"] == {"min": 0.0, "max": 1.0, "default": 0.5}
+    models = {c["value"]: c["trained"] for c in by_name["anime"]["options"]["model"]["choices"]}
+    assert models["face_paint_512_v2"] is True and models["animeganv2-dev"] is False
+    assert [c["value"] for c in by_name["upscale"]["options"]["factor"]["choices"]] == [2, 3, 4]
+    assert api.call("GET", "/styles", sub=None)[0] == 401
+
+
 def test_an_unknown_route_is_a_json_404(api: Api) -> None:
     status, answer = api.call("GET", "/nowhere")
     assert status == 404 and answer["error"]["code"] == "not_found"

@@ -224,6 +224,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    """Write the web page's style examples (commit them; a test says when a style changed since)."""
+    for path in gallery.write_examples(Path(args.photo), Path(args.out)):
+        console.print(f"{path} ({path.stat().st_size} bytes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="atelier", description="Photos into art, locally or on AWS Lambda.")
@@ -266,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the web gallery up until Ctrl-C afterwards (auto: when run from a terminal)",
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("examples", help="the web page's example of each style, into web/examples/")
+    p.add_argument("--photo", default="samples/chelsea.jpg")
+    p.add_argument("--out", default="web/examples")
+    p.set_defaults(func=cmd_examples)
 
     p = sub.add_parser("worker", help="consume the upscale queue: the GPU container task's entry point")
     p.add_argument("--queue-url", default=None, help="default: $ATELIER_UPSCALE_QUEUE_URL")

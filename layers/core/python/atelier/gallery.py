@@ -72,3 +72,33 @@ def _figure(label: str, path: str, note: str, failed: bool = False) -> str:
     if note:
         caption += f"<br><span class='note'>{html.escape(note)}</span>"
     return f"<figure{cls}>{img}<figcaption>{caption}</figcaption></figure>"
+
+
+EXAMPLE_WIDTH = 240
+EXAMPLES_INDEX = "index.json"  # style -> the style version each example was made with
+
+
+def write_examples(photo: Path, out_dir: Path) -> list[Path]:
+    """An example of each CPU style for the web page's style choice: ``photo`` rendered at its own size,
+    then reduced to EXAMPLE_WIDTH px as WebP, with the versions that made them (so a stale one shows)."""
+    import json
+
+    import cv2
+
+    from atelier import styles
+    from atelier.decode import decode
+    from atelier.encode import encode
+
+    bgr = decode(photo.read_bytes()).bgr
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in styles.CPU_STYLES:
+        art = styles.get(name).render(bgr)
+        height = round(art.shape[0] * EXAMPLE_WIDTH / art.shape[1])
+        small = cv2.resize(art, (EXAMPLE_WIDTH, height), interpolation=cv2.INTER_AREA)
+        path = out_dir / f"{name}.webp"
+        path.write_bytes(encode(small, "webp", quality=80))
+        written.append(path)
+    versions = {name: styles.get(name).version for name in styles.CPU_STYLES}
+    (out_dir / EXAMPLES_INDEX).write_text(json.dumps(versions, indent=2) + "\n")
+    return written

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,3 +144,29 @@ def option_of(metadata: Mapping[str, str], style: str, name: str) -> Any:
     except InvalidOption:
         return None
     return given.get(name) if isinstance(given, dict) else None
+
+
+TITLES = {
+    **{name: style.title for name, style in styles.STYLES.items()},
+    "anime": "Anime",
+    keys.UPSCALE: "Upscale",
+}
+
+
+def catalogue(accepted: Sequence[str], specs: Specs = STYLE_OPTIONS) -> list[dict[str, Any]]:
+    """What ``GET /styles`` answers: each accepted style, its title and its options with what they may be."""
+    trained = {m.name: m.trained for m in models.load_manifest()}
+    out: list[dict[str, Any]] = []
+    for name in accepted:
+        described: dict[str, Any] = {}
+        for option, spec in specs.get(name, {}).items():
+            if isinstance(spec, Range):
+                default = styles.STYLES[name].defaults.get(option) if name in styles.STYLES else None
+                described[option] = {"min": spec.low, "max": spec.high, "default": default}
+            else:
+                choices = [
+                    {"value": v, **({"trained": trained[v]} if v in trained else {})} for v in spec.values
+                ]
+                described[option] = {"choices": choices}
+        out.append({"name": name, "title": TITLES.get(name, name), "options": described})
+    return out

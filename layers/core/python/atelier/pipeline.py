@@ -155,10 +155,11 @@ def render_object(
         outcome.state, outcome.message = "skipped", "already finished"
         return outcome
 
+    started_at = int(board.clock())  # the claim's time, within the second: the status keeps it to the end
+
     def record(o: Outcome) -> Outcome:
-        board.finish(
-            o.image_id, o.style, {**o.as_dict(), "job": fields["job"], "style_fingerprint": job.fingerprint}
-        )
+        item = {**o.as_dict(), "job": fields["job"], "style_fingerprint": job.fingerprint}
+        board.finish(o.image_id, o.style, {**item, "started_at": started_at})
         return o
 
     try:

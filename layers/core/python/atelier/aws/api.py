@@ -21,7 +21,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from atelier import keys, status, styles, uploads
+from atelier import keys, options, status, styles, uploads
 from atelier.aws import wiring
 from atelier.storage import StoreError
 from atelier.uploads import UploadPlan, UploadRefused, UploadSettings
@@ -145,6 +145,11 @@ def api_handler(
                 )
         view["urls_expire_at"] = _iso(now + expires_in)
         return view
+
+    @resolver.get("/styles")
+    def list_styles() -> Response[str]:
+        caller()
+        return _json(200, {"styles": options.catalogue(accepted)})
 
     @resolver.get("/images")
     def list_images() -> Response[str]:
