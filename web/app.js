@@ -212,8 +212,26 @@
       $(".card-progress", this.el).setAttribute("aria-label", "Upload progress of " + file.name);
       this.tiles = new Map();
       for (const name of styles) this.addTile(name);
+      const dismiss = $(".card-dismiss", this.el);
+      dismiss.setAttribute("aria-label", "Dismiss " + file.name);
+      dismiss.addEventListener("click", () => this.dismiss());
+      const cancel = $(".card-cancel", this.el);
+      cancel.setAttribute("aria-label", "Cancel the upload of " + file.name);
+      cancel.addEventListener("click", () => this.xhr && this.xhr.abort());
       if (at === "end") $("#gallery").append(this.el);
       else $("#gallery").prepend(this.el);
+    }
+
+    // Off the page, and off this browser's history of it (the renders stay, with their links).
+    dismiss() {
+      clearTimeout(this.renewal);
+      this.dismissed = true;
+      if (this.xhr) this.xhr.abort();
+      if (this.el.dataset.imageId) dismissed.add(this.el.dataset.imageId);
+      const next = this.el.nextElementSibling || this.el.previousElementSibling;
+      this.el.remove();
+      const focus = next ? $(".card-dismiss", next) : $("#drop");
+      focus.focus();
     }
 
     static fromView(view) {
@@ -311,6 +329,10 @@
         open.setAttribute("aria-label", "View " + $(".tile-name", tile).textContent + " of " + this.file.name + " at full size");
         open.onclick = () => openViewer(this, entry, $(".tile-name", tile).textContent, untrained);
       } else if (state === "rejected" || state === "failed") {
+        const retry = $(".tile-retry", tile);
+        retry.hidden = state !== "failed";
+        retry.setAttribute("aria-label", "Try " + $(".tile-name", tile).textContent + " again");
+        retry.onclick = () => this.retry(entry.style, tile);
         const p = $(".tile-reason", tile);
         p.textContent = sentence(entry);
         if (entry.message) {
@@ -321,6 +343,25 @@
         }
         p.hidden = false;
       }
+    }
+
+    async retry(style, tile) {
+      const button = $(".tile-retry", tile);
+      button.disabled = true;
+      let view;
+      try {
+        view = await call("POST", "/images/" + this.el.dataset.imageId + "/retry", { style });
+      } catch (err) {
+        $(".tile-reason", tile).textContent = err.message;
+        button.disabled = false;
+        return;
+      }
+      button.disabled = false;
+      button.hidden = true;
+      $(".tile-reason", tile).hidden = true;
+      this.show(view);
+      this.setState("rendering", "rendering");
+      this.poll("/images/" + this.el.dataset.imageId);
     }
 
     // Show a view: the photo refused once for the upload, or each style's state; true when it is final.
@@ -376,7 +417,9 @@
       try {
         await this.post(grant.upload);
       } catch (err) {
+        if (this.dismissed) return;
         this.fail(err.message);
+        if (err.code === "cancelled") this.setState("cancelled", "cancelled");
         return;
       }
       $(".card-progress", this.el).value = 100;
@@ -390,6 +433,16 @@
         for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
         form.append("file", this.file);
         const xhr = new XMLHttpRequest();
+        this.xhr = xhr;
+        const cancel = $(".card-cancel", this.el);
+        cancel.hidden = false;
+        const done = () => { this.xhr = null; cancel.hidden = true; };
+        xhr.addEventListener("loadend", done);
+        xhr.addEventListener("abort", () => {
+          const err = new Error("Upload cancelled.");
+          err.code = "cancelled";
+          reject(err);
+        });
         const bar = $(".card-progress", this.el);
         xhr.upload.addEventListener("progress", (e) => {
           if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
@@ -417,8 +470,19 @@
     }
 
     async poll(statusUrl) {
+      if (this.polling) return;
+      this.polling = true;
+      try {
+        await this.follow(statusUrl);
+      } finally {
+        this.polling = false;
+      }
+    }
+
+    async follow(statusUrl) {
       const started = Date.now();
       for (;;) {
+        if (this.dismissed) return;
         let view;
         try {
           view = await call("GET", statusUrl);
@@ -506,6 +570,27 @@
     }
   }
 
+  // Dismissed images, kept by this browser so a reload does not bring them back.
+  const dismissed = {
+    key: "atelier.dismissed",
+    all() {
+      try {
+        return new Set(JSON.parse(localStorage.getItem(this.key) || "[]"));
+      } catch (e) {
+        return new Set();
+      }
+    },
+    add(id) {
+      const ids = this.all();
+      ids.add(id);
+      try {
+        localStorage.setItem(this.key, JSON.stringify(Array.from(ids).slice(-500)));
+      } catch (e) {
+        // storage full or off: dismissed for this visit only
+      }
+    },
+  };
+
   // The history: the caller's earlier uploads, newest first, a page at a time, so a reload loses nothing.
   async function loadHistory(cursor) {
     let page;
@@ -516,7 +601,9 @@
       document.body.dataset.history = "failed";
       return;
     }
+    const hidden = dismissed.all();
     for (const view of page.images) {
+      if (hidden.has(view.image_id)) continue;
       if (!document.querySelector('.card[data-image-id="' + view.image_id + '"]')) Card.fromView(view);
     }
     const more = $("#more");

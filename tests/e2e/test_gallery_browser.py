@@ -15,6 +15,7 @@ from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwr
 
 from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
+from tests import imaging
 
 pytestmark = pytest.mark.integration
 
@@ -437,3 +438,47 @@ def test_every_option_is_offered_and_sent_with_the_upload(page: Page) -> None:
     expect(card.locator('.tile[data-style="oil"]')).to_have_attribute(
         "data-state", "done", timeout=RENDER_TIMEOUT_MS
     )
+
+
+def test_a_failed_style_can_be_tried_again(page: Page) -> None:
+    """On this stack the anime model is not installed, so anime fails at once: a real failure to retry."""
+    for style in ("sketch", "pencil", "oil", "watercolor"):
+        page.locator(f'input[name="style"][value="{style}"]').uncheck()
+    page.locator('input[name="style"][value="anime"]').check()
+    page.set_input_files("#file-input", str(CHELSEA))
+    card = page.locator('.card[data-file="chelsea.jpg"]').first
+    tile = card.locator('.tile[data-style="anime"]')
+    expect(tile).to_have_attribute("data-state", "failed", timeout=RENDER_TIMEOUT_MS)
+    expect(tile.locator(".tile-reason")).to_contain_text("not installed on the server")
+    with page.expect_response(lambda r: r.url.endswith("/retry")) as retried:
+        tile.locator(".tile-retry").click()
+    assert retried.value.status == 202
+    assert retried.value.request.post_data_json == {"style": "anime"}
+    # a new job: it fails again for the same reason, and can be tried again
+    expect(tile).to_have_attribute("data-state", "failed", timeout=RENDER_TIMEOUT_MS)
+    expect(tile.locator(".tile-retry")).to_be_visible()
+
+
+def test_an_upload_in_progress_can_be_cancelled_and_a_card_dismissed(page: Page, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"  # a few MB, sent at a crawl, so the upload is still going when cancelled
+    big.write_bytes(imaging.png(imaging.photo(1600, 1200)))
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    slow = {"offline": False, "latency": 20, "downloadThroughput": 10_000_000, "uploadThroughput": 100_000}
+    cdp.send("Network.emulateNetworkConditions", slow)
+    page.set_input_files("#file-input", str(big))
+    card = page.locator('.card[data-file="big.png"]').first
+    cancel = card.locator(".card-cancel")
+    expect(cancel).to_be_visible()
+    expect(card.locator(".card-progress")).not_to_have_js_property("value", 0, timeout=30_000)
+    cancel.click()
+    expect(card).to_have_attribute("data-state", "cancelled")
+    expect(card.locator(".card-error")).to_have_text("Upload cancelled.")
+    expect(cancel).to_be_hidden()
+    cdp.send("Network.emulateNetworkConditions", {**slow, "uploadThroughput": -1, "latency": 0})
+    image_id = card.get_attribute("data-image-id")
+    card.locator(".card-dismiss").click()
+    expect(page.locator(f'.card[data-image-id="{image_id}"]')).to_have_count(0)
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-history", "loaded")
+    expect(page.locator(f'.card[data-image-id="{image_id}"]')).to_have_count(0)  # still dismissed

@@ -263,3 +263,24 @@ def test_the_served_demo_keeps_an_upscale_worker_running_until_stopped(
         worker.request_stop()
         thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_a_copy_onto_itself_with_new_metadata_is_a_new_event(
+    local_stack: LocalStack, dispatcher: Dispatcher, queue: str, unique_id: str
+) -> None:
+    """S3 sends ObjectCreated for a CopyObject even when the bytes (and so the ETag) are the same: the
+    local dispatcher tells the versions apart by their time as well (a retry of a style relies on it)."""
+    key = f"incoming/upscale/x2/{unique_id}/again.jpg"
+    upload(local_stack, queue, key, photo(32, 24))
+    drain(local_stack, queue)
+    time.sleep(1.1)  # S3 keeps LastModified to the second
+    source = {"Bucket": local_stack.bucket, "Key": key}
+    local_stack.s3.copy_object(
+        Bucket=local_stack.bucket,
+        Key=key,
+        CopySource=source,
+        Metadata={"retry": "1"},
+        MetadataDirective="REPLACE",
+    )
+    assert local_stack.dispatcher.wait_idle(timeout=30)
+    assert queued(local_stack, queue) == 1

@@ -21,6 +21,7 @@ from atelier.config import AppConfig
 from atelier.limits import Limits
 from atelier.styles import CPU_STYLES
 from atelier.uploads import UploadRefused, UploadSettings
+from tests import imaging
 from tests.conftest import MotoAws, call_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,3 +383,74 @@ def test_only_an_upload_asking_for_the_upscale_goes_where_the_gpu_queue_listens(
     assert plan.key.startswith("incoming/all-upscale/u/alice/")
     plain = uploads.plan_upload(uploads.parse_request(GOOD, CPU_STYLES, LIMITS), "alice", LIMITS, 600)
     assert plain.key.startswith("incoming/all/u/alice/")
+
+
+def _arrived(api: Api, granted: dict[str, Any], body: bytes) -> None:
+    """The photo posted as the presigned form would: its key and the form's metadata."""
+    fields = granted["upload"]["fields"]
+    metadata = {k.removeprefix("x-amz-meta-"): v for k, v in fields.items() if k.startswith("x-amz-meta-")}
+    api.s3.put_object(
+        Bucket=api.config.bucket, Key=granted["key"], Body=body, Metadata=metadata, ContentType="image/jpeg"
+    )
+
+
+def _created(api: Api, key: str) -> dict[str, Any]:
+    """The EventBridge "Object Created" event of ``key`` as it is now."""
+    head = api.s3.head_object(Bucket=api.config.bucket, Key=key)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "time": "2026-12-06T12:00:00Z",
+        "detail": {
+            "bucket": {"name": api.config.bucket},
+            "object": {"key": key, "size": head["ContentLength"], "etag": head["ETag"].strip('"')},
+        },
+    }
+
+
+def test_a_failed_style_is_tried_again_alone_as_a_new_job(api: Api) -> None:
+    from atelier.aws.lambda_style import style_handler
+    from tests.conftest import lambda_context
+
+    _, granted = api.call("POST", "/uploads", SMALL)
+    image_id = granted["image_id"]
+    _arrived(api, granted, imaging.jpeg(imaging.photo(48, 32)))  # under this API's 4 KiB cap
+    store = DynamoStatusStore(api.ddb, api.config.status_table)
+    adapters = wiring.build(api.config)
+    first = _created(api, granted["key"])
+    assert style_handler("oil", adapters)(first, lambda_context("OilFunction"))["state"] == "done"
+    # say it failed after all (its last attempt timed out): its idempotency record stays behind
+    store.put_status(image_id, "sketch", {"state": "done", "output_key": f"renders/{image_id}/sketch.jpg"})
+    store.put_status(image_id, "oil", {"state": "failed", "reason": "timed_out", "job": "old-job"})
+    status, answer = api.call("POST", f"/images/{image_id}/retry", {"style": "oil"})
+    assert status == 202
+    assert {s["style"]: s["state"] for s in answer["styles"]} == {"sketch": "done", "oil": "pending"}
+    head = api.s3.head_object(Bucket=api.config.bucket, Key=granted["key"])
+    assert head["Metadata"]["styles"] == "oil" and head["Metadata"]["retry"].isdigit()
+    assert head["Metadata"]["owner"] == "dev-user" and head["ContentType"] == "image/jpeg"
+    # the copy's ObjectCreated event, as each style function sees it: oil renders anew (the same bytes, so
+    # the same ETag, but a new job: not a replay of the first), sketch is left alone
+    event = _created(api, granted["key"])
+    assert style_handler("oil", adapters)(event, lambda_context("OilFunction"))["state"] == "done"
+    assert style_handler("sketch", adapters)(event, lambda_context("SketchFunction"))["state"] == "skipped"
+    _, view = api.call("GET", f"/images/{image_id}")
+    assert {s["style"]: s["state"] for s in view["styles"]} == {"sketch": "done", "oil": "done"}
+
+
+def test_only_a_failed_style_of_ones_own_stored_photo_can_be_tried_again(api: Api) -> None:
+    _, granted = api.call("POST", "/uploads", SMALL)
+    image_id = granted["image_id"]
+    store = DynamoStatusStore(api.ddb, api.config.status_table)
+    store.put_status(image_id, "sketch", {"state": "rejected", "reason": "corrupt", "message": "truncated"})
+    store.put_status(image_id, "oil", {"state": "failed", "reason": "timed_out"})
+    retry = f"/images/{image_id}/retry"
+    assert api.call("POST", retry, {"style": "oil"}, sub="someone-else")[0] == 404
+    assert api.call("POST", retry, {"style": "pencil"})[1]["error"]["code"] == "invalid_request"
+    assert api.call("POST", retry, {})[1]["error"]["code"] == "invalid_request"
+    status, answer = api.call("POST", retry, {"style": "sketch"})
+    assert status == 409 and "refused" in answer["error"]["message"]
+    status, answer = api.call("POST", retry, {"style": "oil"})  # the photo never arrived
+    assert status == 409 and "no longer stored" in answer["error"]["message"]
+    assert api.items(image_id)["oil"]["state"] == "failed"  # nothing changed

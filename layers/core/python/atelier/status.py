@@ -77,6 +77,18 @@ class Board:
             image_id, style, self._stamp(item), unless_state=TERMINAL, unless_job=job
         )
 
+    def again(self, image_id: str, style: str, owner: str) -> None:
+        """A failed style asked for again: ``pending`` once more, until the new event's handler claims it
+        (a new job: the object's metadata changes with each retry, so the job key does too)."""
+        now = int(self.clock())
+        item = {
+            "state": "pending",
+            "owner": owner,
+            "created_at": now,
+            "deadline_at": now + PENDING_GRACE_SECONDS,
+        }
+        self.store.put_status(image_id, style, self._stamp(item))
+
     def images(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
         """``owner``'s uploads, newest first, a page at a time (see StatusStore.list_images)."""
         return self.store.list_images(owner, limit, cursor)

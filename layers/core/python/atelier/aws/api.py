@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from atelier import keys, options, status, styles, uploads
 from atelier.aws import wiring
-from atelier.storage import StoreError
+from atelier.storage import NotFound, StoreError
 from atelier.uploads import UploadPlan, UploadRefused, UploadSettings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -178,6 +178,48 @@ def api_handler(
         if view is None:
             raise not_found
         return _json(200, with_urls(view, now))
+
+    @resolver.post("/images/<image_id>/retry")
+    def retry_style(image_id: str) -> Response[str]:
+        owner = caller()
+        not_found = UploadRefused("not_found", f"no image {image_id!r}", status=404)
+        if not keys._ID_RE.match(image_id):
+            raise not_found
+        try:
+            raw = resolver.current_event.decoded_body or ""
+            style = (json.loads(raw) if raw else {}).get("style")
+        except (ValueError, AttributeError) as exc:
+            raise UploadRefused("invalid_request", 'the body must be JSON: {"style": "<style>"}') from exc
+        if not isinstance(style, str):
+            raise UploadRefused("invalid_request", 'name the style: {"style": "<style>"}', "style")
+        items = app.board.items(image_id)
+        now = int(time.time())
+        view = status.view(image_id, items, owner, now)
+        if view is None:
+            raise not_found
+        entry = next((e for e in view["styles"] if e["style"] == style), None)
+        if entry is None:
+            raise UploadRefused("invalid_request", f"{image_id} did not ask for the style {style!r}")
+        if entry["state"] != "failed":
+            said = (
+                "the photo itself was refused" if entry["state"] == "rejected" else f"it is {entry['state']}"
+            )
+            raise UploadRefused("conflict", f"only a failed style can be tried again; {said}", status=409)
+        source = str(next(i for i in items if i.get("style") == status.IMAGE_RECORD).get("source_key", ""))
+        try:
+            head = app.store.head(source)
+        except NotFound:
+            raise UploadRefused(
+                "conflict", "the photo is no longer stored; upload it again", status=409
+            ) from None
+        app.board.again(image_id, style, owner)
+        # The same bytes with this style alone and a new retry mark: an ObjectCreated event for it alone
+        metadata = {**{k.lower(): v for k, v in head.metadata.items()}, "styles": style, "retry": str(now)}
+        app.store.copy(source, source, metadata, head.content_type)
+        logger.info("retry", extra={"image_id": image_id, "style": style})
+        answer = status.view(image_id, app.board.items(image_id), owner, now)
+        assert answer is not None
+        return _json(202, with_urls(answer, now))
 
     @resolver.exception_handler(UploadRefused)
     def refused(exc: UploadRefused) -> Response[str]:

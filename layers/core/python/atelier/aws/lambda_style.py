@@ -141,7 +141,10 @@ def style_handler(
             version = version_of(key, dict(head.metadata))
         except JobFailed as failed:  # a bad option: known before any lock is taken
             return fail_now(failed, fields, event, context)
+        # the job (its bytes and its metadata: a retry's copy onto itself changes only the metadata) keys
+        # the idempotency record, so a copy of one event replays and a new job of the same bytes runs
         request = {"bucket": event.detail.bucket.name, "key": key, "etag": etag, "style": style_name}
+        request["job"] = str(fields["job"])
         deadline_at = int(time.time() + context.get_remaining_time_in_millis() / 1000)
         try:
             return render_once(

@@ -289,6 +289,12 @@ class _Environment:
                 self.proc.stdout.close()
 
 
+def _version(etag: str, modified: Any) -> str:
+    """An object version as polling tells them apart: its ETag and when it was written."""
+    stamp = modified.isoformat() if hasattr(modified, "isoformat") else str(modified or "")
+    return f"{etag.strip(chr(34))}@{stamp}"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary name next to ``path``, then rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -508,7 +514,10 @@ class Dispatcher:
     def dispatch_object(self, key: str, *, bucket: str | None = None) -> list[Invocation]:
         """Deliver the event of an existing object now (and mark it seen so polling does not repeat it)."""
         event = self.object_event(key, bucket=bucket)
-        seen = (event["detail"]["bucket"]["name"], key, event["detail"]["object"]["etag"])
+        bucket = event["detail"]["bucket"]["name"]
+        listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+        modified = listed[0].get("LastModified") if listed and listed[0]["Key"] == key else None
+        seen = (bucket, key, _version(event["detail"]["object"]["etag"], modified))
         with self._seen_lock:
             self._seen.add(seen)
         invocations = self.emit(event)
@@ -955,27 +964,31 @@ class Dispatcher:
     # --- polling -----------------------------------------------------------------------------------------
 
     def _list_objects(self) -> Iterator[tuple[str, str, str, int]]:
+        """(bucket, key, version, size) of every watched object; the version is its ETag and its time, so
+        a copy onto itself with new metadata (same bytes, same ETag) is a new object, as S3's event says."""
         for bucket in self.buckets:
             kwargs: dict[str, Any] = {"Bucket": bucket}
             if self.prefix:
                 kwargs["Prefix"] = self.prefix
             for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
                 for obj in page.get("Contents", []):
-                    yield bucket, obj["Key"], obj["ETag"].strip('"'), int(obj.get("Size", 0))
+                    version = _version(obj["ETag"], obj.get("LastModified"))
+                    yield bucket, obj["Key"], version, int(obj.get("Size", 0))
 
     def poll_once(self) -> int:
-        """List the watched prefix once and deliver an event for every (key, ETag) not seen before."""
+        """List the watched prefix once and deliver an event for every object version not seen before."""
         count = 0
-        for bucket, key, etag, size in self._list_objects():
+        for bucket, key, version, size in self._list_objects():
             with self._seen_lock:
-                if (bucket, key, etag) in self._seen:
+                if (bucket, key, version) in self._seen:
                     continue
-                self._seen.add((bucket, key, etag))
+                self._seen.add((bucket, key, version))
+            etag = version.split("@", 1)[0]
             event = object_created_event(
                 bucket, key, size=size, etag=etag, region=self.template.region, account=self.template.account
             )
             self.emit(event)
-            self._persist_seen([(bucket, key, etag)])
+            self._persist_seen([(bucket, key, version)])
             count += 1
         return count
 
