@@ -22,7 +22,7 @@ from atelier.limits import Limits
 from atelier.styles import CPU_STYLES
 from atelier.uploads import UploadRefused, UploadSettings
 from tests import imaging
-from tests.conftest import MotoAws, call_api
+from tests.conftest import MotoAws, call_api, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
@@ -394,6 +394,11 @@ def _arrived(api: Api, granted: dict[str, Any], body: bytes) -> None:
     )
 
 
+def context(function: str) -> Any:
+    """A Lambda context as the local runtime gives one (typed loosely, as the handlers' tests do)."""
+    return lambda_context(function)
+
+
 def _created(api: Api, key: str) -> dict[str, Any]:
     """The EventBridge "Object Created" event of ``key`` as it is now."""
     head = api.s3.head_object(Bucket=api.config.bucket, Key=key)
@@ -412,7 +417,6 @@ def _created(api: Api, key: str) -> dict[str, Any]:
 
 def test_a_failed_style_is_tried_again_alone_as_a_new_job(api: Api) -> None:
     from atelier.aws.lambda_style import style_handler
-    from tests.conftest import lambda_context
 
     _, granted = api.call("POST", "/uploads", SMALL)
     image_id = granted["image_id"]
@@ -420,7 +424,7 @@ def test_a_failed_style_is_tried_again_alone_as_a_new_job(api: Api) -> None:
     store = DynamoStatusStore(api.ddb, api.config.status_table)
     adapters = wiring.build(api.config)
     first = _created(api, granted["key"])
-    assert style_handler("oil", adapters)(first, lambda_context("OilFunction"))["state"] == "done"
+    assert style_handler("oil", adapters)(first, context("OilFunction"))["state"] == "done"
     # say it failed after all (its last attempt timed out): its idempotency record stays behind
     store.put_status(image_id, "sketch", {"state": "done", "output_key": f"renders/{image_id}/sketch.jpg"})
     store.put_status(image_id, "oil", {"state": "failed", "reason": "timed_out", "job": "old-job"})
@@ -433,8 +437,8 @@ def test_a_failed_style_is_tried_again_alone_as_a_new_job(api: Api) -> None:
     # the copy's ObjectCreated event, as each style function sees it: oil renders anew (the same bytes, so
     # the same ETag, but a new job: not a replay of the first), sketch is left alone
     event = _created(api, granted["key"])
-    assert style_handler("oil", adapters)(event, lambda_context("OilFunction"))["state"] == "done"
-    assert style_handler("sketch", adapters)(event, lambda_context("SketchFunction"))["state"] == "skipped"
+    assert style_handler("oil", adapters)(event, context("OilFunction"))["state"] == "done"
+    assert style_handler("sketch", adapters)(event, context("SketchFunction"))["state"] == "skipped"
     _, view = api.call("GET", f"/images/{image_id}")
     assert {s["style"]: s["state"] for s in view["styles"]} == {"sketch": "done", "oil": "done"}
 
