@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
 ]
 STYLES = ("sketch", "pencil", "oil", "watercolor")
 RENDER_TIMEOUT_MS = 90_000
+SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+BOTH_SIZES = pytest.mark.parametrize("page", list(SIZES), indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
 
 @pytest.fixture
 def page(browser: BrowserContext, gallery_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """The gallery in a new tab; a test that fails leaves its screenshot in tests/e2e/artifacts."""
+    """The gallery in a new tab, at desktop size (1366x900) or, parametrized so, at phone size (390x844);
+    a test that fails leaves its screenshot in tests/e2e/artifacts."""
     page = browser.new_page()
+    page.set_viewport_size(SIZES[getattr(request, "param", "desktop")])
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(gallery_url + "/")
@@ -148,6 +152,7 @@ def test_a_photo_uploaded_through_the_page_appears_in_every_style(page: Page) ->
     page.screenshot(path=str(ARTIFACTS / "gallery-phone.png"), full_page=True)
 
 
+@BOTH_SIZES
 def test_a_corrupt_photo_is_refused_once_for_the_upload_in_words(page: Page, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     data = CHELSEA.read_bytes()
@@ -199,6 +204,7 @@ def _view(image_id: str, state: str, styles: list[dict[str, Any]]) -> dict[str, 
     }
 
 
+@BOTH_SIZES
 def test_each_style_shows_its_progress_and_time_a_failure_in_words_and_an_untrained_model(
     page: Page,
 ) -> None:
@@ -251,6 +257,7 @@ def test_each_style_shows_its_progress_and_time_a_failure_in_words_and_an_untrai
     expect(oil.locator(".tile-reason .reason-detail")).to_contain_text("ran past its 30 s")
 
 
+@BOTH_SIZES
 def test_a_network_failure_is_said_in_words(page: Page) -> None:
     page.route("**/api/uploads", lambda route: route.abort("internetdisconnected"))
     page.set_input_files("#file-input", str(CHELSEA))
@@ -323,6 +330,7 @@ def test_axe_finds_no_serious_or_critical_violation(
     assert serious == []
 
 
+@BOTH_SIZES
 def test_the_history_survives_a_reload_and_renews_its_links(page: Page) -> None:
     page.locator('input[name="style"][value="pencil"]').uncheck()
     page.locator('input[name="style"][value="oil"]').uncheck()
@@ -349,6 +357,7 @@ def test_the_history_survives_a_reload_and_renews_its_links(page: Page) -> None:
     assert tile.locator(".compare-after").evaluate("i => i.complete && i.naturalWidth") == 451
 
 
+@BOTH_SIZES
 def test_the_full_view_shows_the_full_render_beside_its_original_by_mouse_keyboard_and_touch(
     page: Page,
 ) -> None:
@@ -402,6 +411,7 @@ def test_the_full_view_shows_the_full_render_beside_its_original_by_mouse_keyboa
     expect(dialog).to_be_hidden()
 
 
+@BOTH_SIZES
 def test_every_option_is_offered_and_sent_with_the_upload(page: Page) -> None:
     for style in ("sketch", "pencil", "oil", "watercolor"):  # each with its example
         example = page.locator(f'.style-choice:has(input[value="{style}"]) img.style-example')
@@ -440,6 +450,7 @@ def test_every_option_is_offered_and_sent_with_the_upload(page: Page) -> None:
     )
 
 
+@BOTH_SIZES
 def test_a_failed_style_can_be_tried_again(page: Page) -> None:
     """On this stack the anime model is not installed, so anime fails at once: a real failure to retry."""
     for style in ("sketch", "pencil", "oil", "watercolor"):
@@ -459,6 +470,7 @@ def test_a_failed_style_can_be_tried_again(page: Page) -> None:
     expect(tile.locator(".tile-retry")).to_be_visible()
 
 
+@BOTH_SIZES
 def test_an_upload_in_progress_can_be_cancelled_and_a_card_dismissed(page: Page, tmp_path: Path) -> None:
     big = tmp_path / "big.png"  # a few MB, sent at a crawl, so the upload is still going when cancelled
     big.write_bytes(imaging.png(imaging.photo(1600, 1200)))
