@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, ViewportSize, expect, sync_playwright
 
 from atelier.local.api_server import serve_api
 from atelier.local.stack import start_stack
@@ -35,7 +35,10 @@ CHROMIUM_ARGS = [
 ]
 STYLES = ("sketch", "pencil", "oil", "watercolor")
 RENDER_TIMEOUT_MS = 90_000
-SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+SIZES: dict[str, ViewportSize] = {
+    "desktop": {"width": 1366, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 BOTH_SIZES = pytest.mark.parametrize("page", list(SIZES), indirect=True)
 
 
