@@ -12,6 +12,12 @@
   ];
   const OFF_BY_DEFAULT = new Set(["anime", "upscale"]);  // slower, and not what most photos come for
   const EXAMPLES = new Set(["sketch", "pencil", "oil", "watercolor"]);  // web/examples/<style>.webp
+  // What the styles without an example do: a thumbnail cannot show an upscale, and an untrained model's
+  // output would mislead
+  const NOTES = {
+    anime: "The photo redrawn in an anime look (AnimeGANv2); slower than the drawing styles.",
+    upscale: "Two to four times the pixels (EDSR super-resolution): finer detail, not a new look.",
+  };
   const POLL_MS = 1000;
   const POLL_LIMIT_MS = 10 * 60 * 1000;
 
@@ -170,6 +176,12 @@
       label.prepend(input);
       label.append(text);
       choice.append(label);
+      if (NOTES[style.name]) {
+        const note = document.createElement("p");
+        note.className = "style-note";
+        note.textContent = NOTES[style.name];
+        choice.append(note);
+      }
       for (const [option, spec] of Object.entries(style.options || {})) choice.append(control(style, option, spec));
       box.append(choice);
     }

@@ -420,8 +420,9 @@ def test_every_option_is_offered_and_sent_with_the_upload(page: Page) -> None:
         example = page.locator(f'.style-choice:has(input[value="{style}"]) img.style-example')
         expect(example).to_be_visible()
         assert example.evaluate("i => i.complete && i.naturalWidth") == 240
-    for style in ("anime", "upscale"):  # offered, off until chosen
+    for style in ("anime", "upscale"):  # offered, off until chosen, said in words
         expect(page.locator(f'input[name="style"][value="{style}"]')).not_to_be_checked()
+        expect(page.locator(f'.style-choice:has(input[value="{style}"]) .style-note')).to_be_visible()
     page.locator('input[name="style"][value="anime"]').check()
     models = page.locator("#opt-anime-model option").all_text_contents()
     assert "face_paint_512_v2" in models and "animeganv2-dev (untrained)" in models
