@@ -167,24 +167,27 @@ def api_handler(
         images = [with_urls(v, now) for v in views if v is not None]
         return _json(200, {"images": images, "next_cursor": cursor})
 
-    @resolver.get("/images/<image_id>")
-    def get_image(image_id: str) -> Response[str]:
+    def owned(image_id: str) -> tuple[str, list[dict[str, Any]], dict[str, Any], int]:
+        """The caller, the image's items, its view and the time; 404 unless it is the caller's image."""
         owner = caller()
         not_found = UploadRefused("not_found", f"no image {image_id!r}", status=404)
         if not keys._ID_RE.match(image_id):
             raise not_found
         now = int(time.time())
-        view = status.view(image_id, app.board.items(image_id), owner, now)
+        items = app.board.items(image_id)
+        view = status.view(image_id, items, owner, now)
         if view is None:
             raise not_found
+        return owner, items, view, now
+
+    @resolver.get("/images/<image_id>")
+    def get_image(image_id: str) -> Response[str]:
+        _, _, view, now = owned(image_id)
         return _json(200, with_urls(view, now))
 
     @resolver.post("/images/<image_id>/retry")
     def retry_style(image_id: str) -> Response[str]:
-        owner = caller()
-        not_found = UploadRefused("not_found", f"no image {image_id!r}", status=404)
-        if not keys._ID_RE.match(image_id):
-            raise not_found
+        owner, items, view, now = owned(image_id)
         try:
             raw = resolver.current_event.decoded_body or ""
             style = (json.loads(raw) if raw else {}).get("style")
@@ -192,11 +195,6 @@ def api_handler(
             raise UploadRefused("invalid_request", 'the body must be JSON: {"style": "<style>"}') from exc
         if not isinstance(style, str):
             raise UploadRefused("invalid_request", 'name the style: {"style": "<style>"}', "style")
-        items = app.board.items(image_id)
-        now = int(time.time())
-        view = status.view(image_id, items, owner, now)
-        if view is None:
-            raise not_found
         entry = next((e for e in view["styles"] if e["style"] == style), None)
         if entry is None:
             raise UploadRefused("invalid_request", f"{image_id} did not ask for the style {style!r}")
