@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+
+from atelier import styles
+from atelier.decode import decode
+from atelier.encode import encode
 
 
 @dataclass
@@ -81,14 +88,6 @@ EXAMPLES_INDEX = "index.json"  # style -> the style version each example was mad
 def write_examples(photo: Path, out_dir: Path) -> list[Path]:
     """An example of each CPU style for the web page's style choice: ``photo`` rendered at its own size,
     then reduced to EXAMPLE_WIDTH px as WebP, with the versions that made them (so a stale one shows)."""
-    import json
-
-    import cv2
-
-    from atelier import styles
-    from atelier.decode import decode
-    from atelier.encode import encode
-
     bgr = decode(photo.read_bytes()).bgr
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
