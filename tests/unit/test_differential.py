@@ -46,11 +46,11 @@ from PIL import Image, ImageFile
 from atelier.decode import decode
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
+from atelier.probe import FORMATS, sniff
 from tests import imaging
 
 BUDGET_S = 200.0  # the loop stops here, well inside pytest's 300 s timeout; a full run takes far less
 LIMITS = Limits()
-PNG_SIG = b"\x89PNG\r\n\x1a\n"
 HEADER_HITS = 3000  # one-byte changes per seed in its headers (and in its metadata segments or chunks)
 DATA_HITS = 1500  # one-byte changes per seed in its image data
 
@@ -142,13 +142,8 @@ SEEDS: dict[str, Callable[[], bytes]] = {
 
 def fmt_of(data: bytes) -> str:
     """The format the magic bytes name, as the references would dispatch it."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(PNG_SIG):
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "other"
+    kind = sniff(data[:64])
+    return kind if kind in FORMATS else "other"
 
 
 # --- structure: where each segment or chunk starts and ends ------------------------------------------

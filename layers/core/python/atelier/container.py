@@ -203,7 +203,7 @@ def png_raw_size(data: bytes) -> int:
 def _png(data: bytes, info: ImageInfo, limits: Limits, budget: Budget) -> Container:
     n = len(data)
     view = memoryview(data)
-    colour = data[25]
+    colour = png_header(data)[3]
     pos = 8
     idat: list[tuple[int, int]] = []
     after_idat = False

@@ -29,7 +29,7 @@ from atelier import container
 from atelier.decode import decode, fit_size, jpeg_pixels, jpeg_reduction, orient, read_whole, to_bgr8
 from atelier.errors import ImageRejected
 from atelier.limits import Limits
-from atelier.probe import ImageInfo
+from atelier.probe import ImageInfo, sniff
 
 PREVIEW_PIXELS = 1_000_000
 PNG_LIBRARY = Path(__file__).with_name("libatelier_png.so")
@@ -41,16 +41,17 @@ def preview(
     """The image as 8-bit BGR, oriented, at most ``pixels`` pixels, and its header with the orientation the
     whole file gives; or raise ImageRejected."""
     limits = limits or Limits.from_env()
+    native = {"png": _png_library, "webp": _libwebp}.get(info.format if info else sniff(data[:64]))
+    if native is not None and native() is None:  # a native part is missing: decode in full, then reduce
+        decoded = decode(data, replace(limits, working_pixels=pixels), info)
+        return decoded.bgr, decoded.info
     info, box, budget = read_whole(data, limits, info)
-    img: np.ndarray | None
     if info.format == "jpeg":
         img = jpeg_pixels(box.data, info, jpeg_reduction(info, pixels), [])
     elif info.format == "png":
         img = _png_reduced(box, pixels, budget)
     else:
         img = _webp_scaled(box.data, *fit_size(info.width, info.height, pixels))
-    if img is None:  # a native part is missing: decode in full, then reduce
-        return decode(data, replace(limits, working_pixels=pixels), info).bgr, info
     budget.check("decoding")
     bgr, _ = to_bgr8(img)
     bgr, _ = orient(bgr, None, info.orientation)
@@ -117,10 +118,9 @@ def _to_bgr(samples: np.ndarray, depth: int, colour: int, palette: np.ndarray) -
     return values[:, 2::-1]  # RGB(A) to BGR
 
 
-def _png_reduced(box: container.Container, pixels: int, budget: container.Budget) -> np.ndarray | None:
+def _png_reduced(box: container.Container, pixels: int, budget: container.Budget) -> np.ndarray:
     lib = _png_library()
-    if lib is None:
-        return None
+    assert lib is not None  # preview() decodes in full without it
     width, height, depth, colour, interlaced = container.png_header(box.data)
     channels = container.CHANNELS[colour]
     bits = depth * channels
@@ -235,10 +235,9 @@ def _libwebp() -> ctypes.CDLL | None:
     return None
 
 
-def _webp_scaled(data: bytes, width: int, height: int) -> np.ndarray | None:
+def _webp_scaled(data: bytes, width: int, height: int) -> np.ndarray:
     lib = _libwebp()
-    if lib is None:
-        return None
+    assert lib is not None  # preview() decodes in full without it
     out = np.empty((height, width, 3), np.uint8)
     config = _Config()
     lib.WebPInitDecoderConfigInternal(ctypes.byref(config), _WEBP_DECODER_ABI_VERSION)

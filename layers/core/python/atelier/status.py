@@ -66,9 +66,7 @@ class Board:
         if owner:
             record["listing_owner"] = owner  # GET /images lists it (the table's ByOwner index)
         items = [(IMAGE_RECORD, self._stamp(record))]
-        for style in styles:
-            pending = {"state": "pending", "owner": owner, "created_at": now, "deadline_at": deadline}
-            items.append((style, self._stamp(pending)))
+        items += [(style, self._stamp(_pending(owner, now, deadline))) for style in styles]
         self.store.put_many(image_id, items)
 
     def _unless_ended(self, image_id: str, style: str, item: Mapping[str, Any]) -> bool:
@@ -81,13 +79,7 @@ class Board:
         """A failed style asked for again: ``pending`` once more, until the new event's handler claims it
         (a new job: the object's metadata changes with each retry, so the job key does too)."""
         now = int(self.clock())
-        item = {
-            "state": "pending",
-            "owner": owner,
-            "created_at": now,
-            "deadline_at": now + PENDING_GRACE_SECONDS,
-        }
-        self.store.put_status(image_id, style, self._stamp(item))
+        self.store.put_status(image_id, style, self._stamp(_pending(owner, now, now + PENDING_GRACE_SECONDS)))
 
     def images(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[str], str | None]:
         """``owner``'s uploads, newest first, a page at a time (see StatusStore.list_images)."""
@@ -124,6 +116,11 @@ class Board:
     def items(self, image_id: str) -> list[dict[str, Any]]:
         """Every item of the image."""
         return self.store.get_status(image_id)
+
+
+def _pending(owner: str, now: int, deadline_at: int) -> dict[str, Any]:
+    """A style's item while it waits for its handler."""
+    return {"state": "pending", "owner": owner, "created_at": now, "deadline_at": deadline_at}
 
 
 def job_fields(upload: Upload, etag: str, metadata: Mapping[str, str]) -> dict[str, Any]:
