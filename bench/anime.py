@@ -1,4 +1,5 @@
-"""AnimeGANv2 on ONNX Runtime CPU: a plain session with the reference's pre/post beside atelier.anime.
+"""AnimeGANv2 on ONNX Runtime CPU: a plain session with the reference's pre/post beside
+atelier.inference.anime.
 
 Every measurement runs in a fresh subprocess (so peak RSS is that configuration's alone). Models are the
 dev generator (seeded, UNTRAINED weights) in two formulations of the same function: ``reference`` is what
@@ -27,7 +28,7 @@ import numpy as np
 MODES = {
     "plain-reference": "plain session, default options, reference pre/post, torch-export graph",
     "plain-fast": "plain session, default options, reference pre/post, atelier graph",
-    "atelier": "atelier.anime.AnimeModel (tuned session, atelier graph, any aspect ratio)",
+    "atelier": "atelier.inference.anime.AnimeModel (tuned session, atelier graph, any aspect ratio)",
     "atelier-int8": "AnimeModel on a static int8 QDQ copy of the atelier graph (experiment)",
     "atelier-openvino": "AnimeModel on the openvino-bf16 path (the container image's: onnxruntime-openvino, "
     "run with .venv-ov's interpreter)",
@@ -95,7 +96,7 @@ def worker(
             return reference_stylize(session, img, size)
 
     else:
-        from atelier.anime import AnimeModel
+        from atelier.inference.anime import AnimeModel
 
         provider = "openvino-bf16" if mode == "atelier-openvino" else "cpu"
         anime_model = AnimeModel(model, threads=threads, max_side=size, provider=provider)
@@ -135,7 +136,7 @@ def build_models(folder: Path, int8: bool) -> dict[str, Path]:
     """The dev generator (seed 0) in both formulations, plus an int8 copy when asked."""
     import onnx
 
-    from atelier.models import animegan
+    from atelier_dev.models import animegan
 
     paths = {}
     for formulation in ("reference", "fast"):
@@ -181,7 +182,7 @@ def psnr_files(a: str, b: str) -> float:
     """PSNR in dB of two image files."""
     import cv2
 
-    from atelier.anime import psnr
+    from atelier.inference.anime import psnr
 
     return psnr(cv2.imread(a), cv2.imread(b))
 

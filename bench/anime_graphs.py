@@ -52,7 +52,7 @@ def measure_live(model: str, size: int) -> float:
     """MB live in malloc at the peak of one run (arena off), above what was live before it."""
     import onnxruntime as ort
 
-    from atelier import anime
+    from atelier.inference import anime
 
     counter = ctypes.CDLL(None)
     counter.malloc_peak_live.restype = ctypes.c_long
@@ -72,7 +72,7 @@ def measure_arena(model: str, size: int) -> float:
     """Peak RSS (VmHWM) in MB of a process running the model twice through atelier's shared arena."""
     import onnxruntime as ort
 
-    from atelier import anime
+    from atelier.inference import anime
 
     session = ort.InferenceSession(
         model, anime.session_options(2, max_side=size), providers=["CPUExecutionProvider"]
@@ -87,7 +87,7 @@ def interleaved(models: list[str], size: int, rounds: int) -> list[float]:
     """Median seconds per run of each model, the models taking turns round by round in this process."""
     import onnxruntime as ort
 
-    from atelier import anime
+    from atelier.inference import anime
 
     sessions = [
         ort.InferenceSession(m, anime.session_options(2), providers=["CPUExecutionProvider"]) for m in models
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if not models:
             import onnx
 
-            from atelier.models import animegan
+            from atelier_dev.models import animegan
 
             models = [str(Path(tmp) / "dev.onnx")]
             onnx.save(animegan.build(seed=0), models[0])

@@ -1,4 +1,5 @@
-"""The OpenVINO path's shape policy: one static shape at a time (atelier.anime) or one dynamic-shape model.
+"""The OpenVINO path's shape policy: one static shape at a time (atelier.inference.anime) or one
+dynamic-shape model.
 
 Each policy runs in its own process under .venv-ov's interpreter, on the dev generator (untrained weights),
 bf16, 2 threads, over a sequence of working sizes that changes shape now and then. Per image: seconds,
@@ -30,7 +31,7 @@ def worker(policy: str, model: str, sizes: list[str], threads: int) -> dict[str,
     import numpy as np
     import onnxruntime as ort
 
-    from atelier import anime
+    from atelier.inference import anime
 
     t0 = time.perf_counter()
     if policy == "static":
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from atelier.models import animegan
+    from atelier_dev.models import animegan
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "fast.onnx"
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(str(i + 1), size, *(f"{r['times'][i]:.3f}" for r in results.values()))
     table.add_row("-", "peak RSS MB", *(f"{r['peak_rss_mb']:.0f}" for r in results.values()))
     Console(width=120).print(table)
-    print("static: atelier.anime.AnimeModel, compiled per working size; dynamic: one session, any shape")
+    print(
+        "static: atelier.inference.anime.AnimeModel, compiled per working size;"
+        " dynamic: one session, any shape"
+    )
     return 0
 
 

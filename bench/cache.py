@@ -6,11 +6,11 @@ it is not part of the default run: with the anime style it takes about 15 minute
 
 What is measured how:
 - pHash at 6 MP: a 3072x2048 JPEG (skimage's astronaut, upscaled, with mild noise) decoded once; medians of
-  repeated runs of atelier.phash on the decoded array, imagehash.phash(Image.open(path)) (the reference's
-  way, decode included) and imagehash.phash on the same decoded array.
-- Robustness: pHash distances between each bundled skimage photo and benign variants of it (JPEG re-encode,
-  resizes, an EXIF-rotated copy decoded by atelier.decode, metadata stripped, brightness, 2 % crop), and
-  between every pair of different photos.
+  repeated runs of atelier.imaging.phash on the decoded array, imagehash.phash(Image.open(path)) (the
+  reference's way, decode included) and imagehash.phash on the same decoded array.
+- Robustness: pHash distances between each bundled skimage photo and benign variants of it (JPEG
+  re-encode, resizes, an EXIF-rotated copy decoded by atelier.imaging.decode, metadata stripped,
+  brightness, 2 % crop), and between every pair of different photos.
 - Lookup cost: requests, items and bytes per lookup are counted on the in-memory model of the table
   (atelier.cache.MemoryHashIndex's layout; bucket occupancy computed with numpy for 10^5 and 10^6 uniform
   random hashes); the time of a real lookup over HTTP is measured on moto's server with 200 entries loaded
@@ -56,7 +56,6 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from atelier import phash as phash_module
 from atelier.cache import (
     DEFAULT_THRESHOLD,
     CachePolicy,
@@ -67,10 +66,11 @@ from atelier.cache import (
     new_entry,
     sha_item,
 )
-from atelier.decode import decode
-from atelier.limits import Limits
-from atelier.phash import hamming, phash
-from atelier.styles import CPU_STYLES
+from atelier.domain.limits import Limits
+from atelier.imaging import phash as phash_module
+from atelier.imaging.decode import decode
+from atelier.imaging.phash import hamming, phash
+from atelier.imaging.styles import CPU_STYLES
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 MOTO_ENTRIES = 200  # moto answers a Query by walking the whole table, so its time grows with the table
@@ -123,7 +123,7 @@ def with_exif(jpeg: bytes, orientation: int, junk: bytes = b"") -> bytes:
 
 
 def decoded(blob: bytes) -> np.ndarray:
-    """What a handler hashes: atelier.decode's BGR (EXIF orientation applied)."""
+    """What a handler hashes: atelier.imaging.decode's BGR (EXIF orientation applied)."""
     return decode(blob, Limits.from_env()).bgr
 
 
@@ -142,7 +142,7 @@ def bench_phash(repeat: int) -> None:
         phash(bgr)  # coefficient tables for this size, built once per container
         luma = phash_module.resize_luma(bgr)
         runs: list[tuple[str, Callable[[], object]]] = [
-            ("atelier.phash(decoded BGR), native kernel", lambda: phash(bgr)),
+            ("atelier.imaging.phash(decoded BGR), native kernel", lambda: phash(bgr)),
             (
                 "atelier, Pillow fallback (no kernel built)",
                 lambda: phash_module.hash_of_luma(phash_module.resize_luma_pillow(bgr)),
@@ -266,7 +266,7 @@ def load_moto(count: int, threshold: int, rng: np.random.Generator) -> tuple[Any
     from moto.dynamodb.models import dynamodb_backends
     from moto.server import ThreadedMotoServer
 
-    from atelier.local import strict_moto
+    from atelier_dev.local import strict_moto
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -318,7 +318,7 @@ def _typed(item: dict[str, str | int]) -> dict[str, dict[str, str]]:
 
 def bench_lookup(threshold: int, quick: bool) -> None:
     """Lookup cost at 10^4, 10^5, 10^6 stored hashes beside the reference's linear scan."""
-    from atelier.aws.dynamo_index import DynamoHashIndex
+    from atelier.adapters.aws.dynamo_index import DynamoHashIndex
 
     rng = np.random.default_rng(1)
     policy = CachePolicy(threshold=threshold)
@@ -494,9 +494,9 @@ def build_workload(
 
 def ensure_dev_model() -> Path:
     """The model cache with the untrained AnimeGANv2 dev model in it (built once, in seconds)."""
-    from atelier import models
-    from atelier.demo import DEV_MODELS
-    from atelier.models.cli import main as models_main
+    from atelier.inference import models
+    from atelier_dev.demo import DEV_MODELS
+    from atelier_dev.models.cli import main as models_main
 
     root = models.cache_dir()
     if not models.installed_path(DEV_MODELS[0], root=root).exists():
@@ -506,8 +506,8 @@ def ensure_dev_model() -> Path:
 
 def uncached_handler(stack: Any, logical_id: str, style: str) -> Any:
     """The style's handler as its function builds it, with ``ATELIER_PHASH_TABLE`` empty: no cache."""
-    from atelier.aws.lambda_anime import anime_handler
-    from atelier.aws.lambda_style import style_handler
+    from atelier.entrypoints.lambda_anime import anime_handler
+    from atelier.entrypoints.lambda_style import style_handler
 
     with mock.patch.dict(os.environ, {**stack.function_env(logical_id), "ATELIER_PHASH_TABLE": ""}):
         return anime_handler() if style == "anime" else style_handler(style)
@@ -521,9 +521,9 @@ def run_workload(
     The two passes are interleaved upload by upload (which goes first alternates), so that the load of
     other work on a shared machine weighs on both alike; each upload waits for the previous one.
     """
-    from atelier import keys
-    from atelier.aws.status import DynamoStatusStore
-    from atelier.local.dispatcher import encode_key
+    from atelier.adapters.aws.status import DynamoStatusStore
+    from atelier.domain import keys
+    from atelier_dev.local.dispatcher import encode_key
 
     dispatcher = stack.dispatcher
     function = dispatcher.resolve_function(style)
@@ -580,8 +580,8 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 def bench_workload(photos: int, style: str, threshold: int) -> None:
     """Time per image over a workload with 20 % repeats on the local stack, with and without the cache."""
-    from atelier.demo import DEV_MODELS
-    from atelier.local.stack import start_stack
+    from atelier_dev.demo import DEV_MODELS
+    from atelier_dev.local.stack import start_stack
 
     rng = np.random.default_rng(2)
     started = time.perf_counter()

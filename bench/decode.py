@@ -7,7 +7,7 @@ Tables:
 1. decode time of real-sized photos (12 MP JPEG, PNG, WebP), old and new interleaved, median and ratio;
 2. a PNG whose IDAT inflates to 2.7 GB for 64x64 pixels: old (OpenCV inflates it all) against new;
 3. peak RSS of `inspect`'s pHash on 49-50 MP files inside the caps, each in a fresh process: old (full
-   decode) against new (atelier.preview), beside a process that only imports.
+   decode) against new (atelier.imaging.preview), beside a process that only imports.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import atelier  # noqa: E402  (sets OpenCV's limits before cv2 loads)
-from atelier.decode import decode  # noqa: E402
-from atelier.errors import ImageRejected  # noqa: E402
-from atelier.limits import Limits  # noqa: E402
+from atelier.domain.errors import ImageRejected  # noqa: E402
+from atelier.domain.limits import Limits  # noqa: E402
+from atelier.imaging.decode import decode  # noqa: E402
 from tests import corpus, imaging  # noqa: E402
 
 assert atelier
@@ -119,7 +119,7 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import atelier
-from atelier import phash
+from atelier.imaging import phash
 mode, path = sys.argv[2], sys.argv[3]
 data = open(path, "rb").read() if path != "-" else b""
 t0 = time.perf_counter()
@@ -128,11 +128,11 @@ if mode == "old":
     bgr = old_decoder().decode(data).bgr
     digest = phash.to_hex(phash.phash(bgr))
 elif mode == "new":
-    from atelier.preview import preview
+    from atelier.imaging.preview import preview
     digest = phash.to_hex(phash.phash(preview(data)[0]))
 else:
     from bench.decode import old_decoder
-    from atelier.preview import preview
+    from atelier.imaging.preview import preview
     digest = "-"
 seconds = time.perf_counter() - t0
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec

@@ -102,8 +102,8 @@ class GpuMemorySampler:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this (fresh) process: time, peak RSS, peak GPU memory, optional comparisons."""
-    from atelier import tiling
-    from atelier.upscale import Upscaler
+    from atelier.inference import tiling
+    from atelier.inference.upscale import Upscaler
 
     sampler = GpuMemorySampler() if spec["provider"] != "cpu" else None
     height, width = spec["size"]
@@ -168,7 +168,7 @@ def build_models(directory: Path, scales: list[int], full: bool) -> Models:
     """Write the EDSR models to benchmark: name -> (path, conv MACs per input pixel, halo)."""
     import onnx
 
-    from atelier.models import edsr
+    from atelier.inference.models import edsr
 
     models = {}
     variants = [("baseline", edsr.BASELINE)] + ([("full", edsr.FULL)] if full else [])
@@ -210,7 +210,7 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
 
-    from atelier import tiling
+    from atelier.inference import tiling
 
     gpu = args.provider != "cpu"
     scales = args.scales or ([4] if gpu else [2, 3, 4])

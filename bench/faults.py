@@ -2,14 +2,15 @@
 
 Run: ``.venv/bin/python bench/faults.py`` (300 uploads at once; ``--rate R`` paces them, R per second;
 ``--uploads N``, ``--seed S``, ``--workers W``).
-Prints a Markdown table and exits non-zero if a rule of :func:`atelier.local.faults.check` broke.
+Prints a Markdown table and exits non-zero if a rule of :func:`atelier_dev.local.faults.check` broke.
 
-The scenario is :mod:`atelier.local.faults` (also run, with 40 uploads, by tests/integration/test_faults.py):
+The scenario is :mod:`atelier_dev.local.faults` (also run, with 40 uploads, by
+tests/integration/test_faults.py):
 uploads through the API's presigned POST (mixed sizes 320-2400 px, JPEG/PNG/WebP, 1-3 styles, 15 % of
 plain photos also anime with the dev model), 10 % hostile, 10 % duplicates (half at once), 5 % asking for
 a missing model, 5 % killed mid-render; the dispatcher killed and restarted after 40 % of the uploads,
 SeaweedFS restarted after 60 %. The handlers run in warm child processes, up to ``--workers`` at once,
-with local timeouts and retry delays (atelier.local.faults.TIMEOUTS_S, RETRY_DELAYS). Time to a terminal
+with local timeouts and retry delays (atelier_dev.local.faults.TIMEOUTS_S, RETRY_DELAYS). Time to a terminal
 state: from the upload's POST answered to the first GET /images/{id} that shows the style ended (polled
 every 0.5 s), for every (image, style); throughput: uploads and jobs over the whole run, the wait for the
 last job included.
@@ -29,8 +30,8 @@ from pathlib import Path
 import atelier  # noqa: F401  (first: sets OpenCV's decode limits before cv2 loads)
 
 # isort: on
-from atelier.local import faults
-from atelier.local.stack import LocalStack
+from atelier_dev.local import faults
+from atelier_dev.local.stack import LocalStack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="atelier-faults-") as tmp:
         root = Path(tmp)
         models = root / "models"
-        build = [sys.executable, "-m", "atelier.models.cli", "--cache", str(models), "build-dev"]
+        build = [sys.executable, "-m", "atelier_dev.models.cli", "--cache", str(models), "build-dev"]
         subprocess.run([*build, "--only", "animeganv2-dev"], check=True, capture_output=True, timeout=600)
         parameters = {"AnimeModel": "animeganv2-dev"}
         with LocalStack(root / "stack", parameters=parameters, moto_mode="process") as stack:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from atelier import styles  # before cv2: it sets OpenCV's decode limits, read when cv2 loads
+from atelier.imaging import styles  # before cv2: it sets OpenCV's decode limits, read when cv2 loads
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

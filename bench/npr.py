@@ -112,7 +112,7 @@ def worker(impl: str, style: str, path: str, warm: int, threads: int = THREADS) 
     t0 = time.perf_counter()
     if impl == "atelier":
         # atelier first: it sets OpenCV's decode limits, which OpenCV reads once when it loads.
-        from atelier import styles as atelier_styles
+        from atelier.imaging import styles as atelier_styles
     import cv2
     import numpy as np
 
@@ -225,7 +225,7 @@ def fidelity(photo: Path) -> list[tuple[str, float, float, float, float]]:
     import cv2
     from skimage.metrics import structural_similarity
 
-    from atelier.styles import pencil, watercolor
+    from atelier.imaging.styles import pencil, watercolor
 
     cv2.setNumThreads(THREADS)
     bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)

@@ -13,11 +13,11 @@ from moto import mock_aws
 
 import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.config import AppConfig
-from atelier.limits import Limits
-from atelier.local import strict_moto
-from atelier.local.api_server import dev_claims, http_api_event
-from atelier.local.cfn import LocalTemplate
-from atelier.local.dispatcher import LambdaContext
+from atelier.domain.limits import Limits
+from atelier_dev.local import strict_moto
+from atelier_dev.local.api_server import dev_claims, http_api_event
+from atelier_dev.local.cfn import LocalTemplate
+from atelier_dev.local.dispatcher import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 

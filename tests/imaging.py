@@ -185,7 +185,7 @@ def vp8l_tiny(width: int = 100, height: int = 100) -> bytes:
 
 def png_interlaced(img: np.ndarray) -> bytes:
     """An 8-bit RGB PNG interlaced with Adam7 (neither Pillow nor OpenCV writes one), every row filter 0."""
-    from atelier.container import png_passes
+    from atelier.imaging.container import png_passes
 
     h, w = img.shape[:2]
     rgb = img[:, :, ::-1]

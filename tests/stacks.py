@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from atelier.local.stack import LocalStack
+from atelier_dev.local.stack import LocalStack
 
 
 def start_dev_stack(
@@ -15,7 +15,7 @@ def start_dev_stack(
 ) -> LocalStack:
     """A started :class:`LocalStack` whose anime function has the dev model (built, not downloaded)."""
     models = tmp_path_factory.mktemp("models")
-    build_dev = [sys.executable, "-m", "atelier.models.cli", "--cache", str(models), "build-dev"]
+    build_dev = [sys.executable, "-m", "atelier_dev.models.cli", "--cache", str(models), "build-dev"]
     subprocess.run([*build_dev, "--only", "animeganv2-dev"], check=True, capture_output=True, timeout=300)
     # the untrained dev generator stands in for the template's default AnimeGANv2 model
     parameters = {"AnimeModel": "animeganv2-dev"}

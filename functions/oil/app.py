@@ -1,5 +1,5 @@
 """Lambda function: the oil style. Everything is built once per container, at import."""
 
-from atelier.aws.lambda_style import style_handler
+from atelier.entrypoints.lambda_style import style_handler
 
 handler = style_handler("oil")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, ViewportSize, expect, sync_playwright
 
-from atelier.local.api_server import serve_api
-from atelier.local.stack import start_stack
+from atelier_dev.local.api_server import serve_api
+from atelier_dev.local.stack import start_stack
 from tests import imaging
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from atelier import styles
+from atelier.imaging import styles
 
 HERE = Path(__file__).parent
 EXPECTED = HERE / "expected"

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from atelier.local.api_server import serve_api
-from atelier.local.dispatcher import Dispatcher
-from atelier.local.stack import LocalStack
+from atelier_dev.local.api_server import serve_api
+from atelier_dev.local.dispatcher import Dispatcher
+from atelier_dev.local.stack import LocalStack
 from tests.stacks import start_dev_stack
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import psutil
 import pytest
 
-from atelier.local.cfn import LocalTemplate
-from atelier.local.dispatcher import Dispatcher, LambdaContext
-from atelier.local.runtime import exit_message
-from atelier.local.stack import LocalStack
+from atelier_dev.local.cfn import LocalTemplate
+from atelier_dev.local.dispatcher import Dispatcher, LambdaContext
+from atelier_dev.local.runtime import exit_message
+from atelier_dev.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

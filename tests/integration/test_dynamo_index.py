@@ -14,10 +14,10 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
-from atelier.aws.dynamo_index import DynamoHashIndex
+from atelier.adapters.aws.dynamo_index import DynamoHashIndex
 from atelier.cache import TTL_ATTRIBUTE, CachePolicy, band_partition_keys, find_reusable, new_entry
-from atelier.local import strict_moto
-from atelier.storage import StoreError
+from atelier.ports import StoreError
+from atelier_dev.local import strict_moto
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 About 40 uploads through the API (mixed sizes and formats, 10 % hostile, 10 % duplicates of which half at
 once, 5 % asking for a missing model, 5 % killed mid-render), with the dispatcher killed and restarted and
-SeaweedFS restarted while they are in flight. See :mod:`atelier.local.faults` for the rules it is held to;
+SeaweedFS restarted while they are in flight. See :mod:`atelier_dev.local.faults` for the rules it is held to;
 ``bench/faults.py`` runs the same with 300 uploads and reports the times.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from atelier.local import faults
-from atelier.local.stack import LocalStack
+from atelier_dev.local import faults
+from atelier_dev.local.stack import LocalStack
 from tests.stacks import start_dev_stack
 
 pytestmark = pytest.mark.integration

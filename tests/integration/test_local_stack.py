@@ -19,8 +19,8 @@ import boto3
 import psutil
 import pytest
 
-from atelier.local.dispatcher import Dispatcher, LambdaContext
-from atelier.local.stack import LocalStack
+from atelier_dev.local.dispatcher import Dispatcher, LambdaContext
+from atelier_dev.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -395,7 +395,7 @@ def test_a_stack_in_a_with_block_leaves_nothing_running(tmp_path: Path) -> None:
 
 def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "detached"
-    cli = [sys.executable, "-m", "atelier.local.cli"]
+    cli = [sys.executable, "-m", "atelier_dev.local.cli"]
     up = subprocess.run([*cli, "up", "--dir", str(data_dir)], capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stderr

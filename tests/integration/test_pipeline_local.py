@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from atelier import keys
-from atelier.aws.s3 import S3ObjectStore
-from atelier.aws.status import DynamoStatusStore
-from atelier.local.dispatcher import Dispatcher
-from atelier.local.stack import LocalStack
-from atelier.storage import TransientStoreError
+from atelier.adapters.aws.s3 import S3ObjectStore
+from atelier.adapters.aws.status import DynamoStatusStore
+from atelier.domain import keys
+from atelier.ports import TransientStoreError
+from atelier_dev.local.dispatcher import Dispatcher
+from atelier_dev.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -232,7 +232,7 @@ def test_anime_model_variant_is_chosen_by_sub_folder(local_stack: LocalStack, un
         [
             sys.executable,
             "-m",
-            "atelier.models.cli",
+            "atelier_dev.models.cli",
             "--cache",
             str(models),
             "build-dev",

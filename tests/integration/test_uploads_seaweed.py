@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import requests
 
-from atelier import uploads
-from atelier.aws import wiring
-from atelier.aws.api import api_handler, presigned_post, presigning_client
 from atelier.config import AppConfig
-from atelier.limits import Limits
-from atelier.local.api_server import dev_claims, http_api_event
-from atelier.local.dispatcher import Dispatcher
-from atelier.local.stack import LocalStack
-from atelier.uploads import UploadSettings
+from atelier.domain import uploads
+from atelier.domain.limits import Limits
+from atelier.domain.uploads import UploadSettings
+from atelier.entrypoints import wiring
+from atelier.entrypoints.api import api_handler, presigned_post, presigning_client
+from atelier_dev.local.api_server import dev_claims, http_api_event
+from atelier_dev.local.dispatcher import Dispatcher
+from atelier_dev.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -17,15 +17,15 @@ import cv2
 import onnx
 import pytest
 
-from atelier import keys
-from atelier.aws import wiring
-from atelier.aws.gpu_worker import UpscaleModels, build_job, scale_of
-from atelier.aws.sqs import SqsJobQueue
-from atelier.aws.status import DynamoStatusStore
-from atelier.local.dispatcher import Dispatcher
-from atelier.local.stack import LocalStack
-from atelier.models import edsr
+from atelier.adapters.aws.sqs import SqsJobQueue
+from atelier.adapters.aws.status import DynamoStatusStore
+from atelier.domain import keys
+from atelier.entrypoints import wiring
+from atelier.entrypoints.gpu_worker import UpscaleModels, build_job, scale_of
+from atelier.inference.models import edsr
 from atelier.worker import Worker
+from atelier_dev.local.dispatcher import Dispatcher
+from atelier_dev.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,7 +179,7 @@ def spawn_worker(stack: LocalStack, url: str, models: Path, grace: int) -> subpr
         "PYTHONUNBUFFERED": "1",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "atelier.cli", "worker", "--tile", "0"],
+        [sys.executable, "-m", "atelier_dev.cli", "worker", "--tile", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -243,8 +243,8 @@ def test_upscale_factor_comes_from_the_upload_apis_option() -> None:
 def test_the_served_demo_keeps_an_upscale_worker_running_until_stopped(
     local_stack: LocalStack, dispatcher: Dispatcher, queue: str, models: Path, unique_id: str, tmp_path: Path
 ) -> None:
-    from atelier import demo
-    from atelier import models as catalogue
+    from atelier.inference import models as catalogue
+    from atelier_dev import demo
 
     for scale in (2, 3, 4):  # the dev models where the demo looks for them
         target = catalogue.installed_path(f"edsr_baseline_x{scale}-dev", root=tmp_path)

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from atelier import anime
-from atelier.decode import decode
-from atelier.models import animegan
+from atelier.imaging.decode import decode
+from atelier.inference import anime
+from atelier_dev.models import animegan
 
 
 @pytest.fixture(scope="module")

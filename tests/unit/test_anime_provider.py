@@ -12,10 +12,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from atelier import anime
-from atelier.aws.lambda_anime import anime_handler
 from atelier.config import ConfigError
-from atelier.models import animegan
+from atelier.entrypoints.lambda_anime import anime_handler
+from atelier.inference import anime
+from atelier_dev.models import animegan
 
 ROOT = Path(__file__).resolve().parents[2]
 OV_PYTHON = ROOT / ".venv-ov" / "bin" / "python"
@@ -24,7 +24,7 @@ OV_PYTHON = ROOT / ".venv-ov" / "bin" / "python"
 PROBE = """
 import json, sys
 import numpy as np
-from atelier import anime
+from atelier.inference import anime
 model_path, images, out = sys.argv[1:4]
 model = anime.AnimeModel(model_path, threads=2, provider="openvino-bf16")
 frames = np.load(images)

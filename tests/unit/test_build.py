@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from atelier import phash
-from atelier.decode import decode
-from atelier.local.cfn import load_template
+from atelier.imaging import phash
+from atelier.imaging.decode import decode
+from atelier_dev.local.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
@@ -83,7 +83,7 @@ def dev_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [
         sys.executable,
         "-m",
-        "atelier.models.cli",
+        "atelier_dev.models.cli",
         "--cache",
         str(root),
         "build-dev",
@@ -107,16 +107,16 @@ import json, sys
 sys.path[:0] = {path!r}.split({os.pathsep!r})
 import importlib
 app = importlib.import_module("{style}.app")
-from atelier import styles
-from atelier.decode import decode
+from atelier.imaging import styles
+from atelier.imaging.decode import decode
 d = decode(open({str(ROOT / "samples" / "chelsea.jpg")!r}, "rb").read())
 if "{style}" == "anime":
-    from atelier.anime import load_model
-    from atelier.models import installed_path
+    from atelier.inference.anime import load_model
+    from atelier.inference.models import installed_path
     out = load_model(installed_path("animeganv2-dev")).stylize(d.bgr)
 else:
     out = styles.get("{style}").render(d.bgr)
-from atelier import phash
+from atelier.imaging import phash
 result = {{"python": sys.version.split()[0], "shape": list(out.shape), "handler": callable(app.handler)}}
 result["phash"] = [phash.backend(), phash.to_hex(phash.phash(d.bgr))]
 print(json.dumps(result))

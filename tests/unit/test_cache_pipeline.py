@@ -12,15 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier import status
-from atelier.aws.dynamo_index import DynamoHashIndex
-from atelier.aws.s3 import S3ObjectStore
-from atelier.aws.status import DynamoStatusStore
+from atelier.adapters.aws.dynamo_index import DynamoHashIndex
+from atelier.adapters.aws.s3 import S3ObjectStore
+from atelier.adapters.aws.status import DynamoStatusStore
 from atelier.cache import CachePolicy
-from atelier.limits import Limits
+from atelier.domain import status
+from atelier.domain.limits import Limits
+from atelier.domain.status import Board
+from atelier.imaging.styles import CPU_STYLES, get
 from atelier.pipeline import Cache, StyleJob, render_object
-from atelier.status import Board
-from atelier.styles import CPU_STYLES, get
 from tests.conftest import MotoAws
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from atelier.local.cfn import (
+from atelier_dev.local.cfn import (
     LocalTemplate,
     TemplateError,
     find_template,

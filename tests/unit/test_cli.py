@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier import cli, models
-from atelier.models.cli import main as models_main
+from atelier.inference import models
+from atelier_dev import cli
+from atelier_dev.models.cli import main as models_main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -128,7 +129,8 @@ def test_the_web_pages_style_examples_are_current() -> None:
     import cv2
     import numpy as np
 
-    from atelier import gallery, styles
+    from atelier.imaging import styles
+    from atelier_dev import gallery
 
     folder = Path(__file__).resolve().parents[2] / "web" / "examples"
     made_with = json.loads((folder / gallery.EXAMPLES_INDEX).read_text())

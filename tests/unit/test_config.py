@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atelier.config import AppConfig, ConfigError
-from atelier.limits import Limits
+from atelier.domain.limits import Limits
 
 REQUIRED = {"ATELIER_BUCKET": "b", "ATELIER_STATUS_TABLE": "s", "ATELIER_IDEMPOTENCY_TABLE": "i"}
 LIMIT_NAMES = ("ATELIER_MAX_BYTES", "ATELIER_MAX_PIXELS", "ATELIER_MAX_SIDE", "ATELIER_WORKING_PIXELS")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier.decode import decode, fit_size, inspect, jpeg_reduction
-from atelier.encode import encode
-from atelier.errors import ImageRejected
-from atelier.limits import Limits
-from atelier.probe import Format, ImageInfo, probe, probe_reader, sniff
+from atelier.domain.errors import ImageRejected
+from atelier.domain.limits import Limits
+from atelier.imaging.decode import decode, fit_size, inspect, jpeg_reduction
+from atelier.imaging.encode import encode
+from atelier.imaging.probe import Format, ImageInfo, probe, probe_reader, sniff
 from tests import imaging
 
 

@@ -43,10 +43,10 @@ import pytest
 import simplejpeg
 from PIL import Image, ImageFile
 
-from atelier.decode import decode
-from atelier.errors import ImageRejected
-from atelier.limits import Limits
-from atelier.probe import FORMATS, sniff
+from atelier.domain.errors import ImageRejected
+from atelier.domain.limits import Limits
+from atelier.imaging.decode import decode
+from atelier.imaging.probe import FORMATS, sniff
 from tests import imaging
 
 BUDGET_S = 200.0  # the loop stops here, well inside pytest's 300 s timeout; a full run takes far less

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
-from atelier import tiling, upscale
-from atelier.models import edsr
+from atelier.inference import tiling, upscale
+from atelier.inference.models import edsr
 
 TOL = 1.0 / 255.0
 

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from atelier import keys, status, styles
-from atelier.aws import wiring
-from atelier.aws.deadletter import deadletter_handler, style_of_function
-from atelier.aws.lambda_anime import anime_handler
-from atelier.aws.lambda_style import style_handler
-from atelier.aws.status import DynamoStatusStore
-from atelier.errors import JobFailed
-from atelier.local.dispatcher import object_created_event
+from atelier.adapters.aws.status import DynamoStatusStore
+from atelier.domain import keys, status
+from atelier.domain.errors import JobFailed
+from atelier.entrypoints import wiring
+from atelier.entrypoints.deadletter import deadletter_handler, style_of_function
+from atelier.entrypoints.lambda_anime import anime_handler
+from atelier.entrypoints.lambda_style import style_handler
+from atelier.imaging import styles
 from atelier.worker import Message, Worker
+from atelier_dev.local.dispatcher import object_created_event
 from tests.conftest import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from atelier.decode import decode
-from atelier.errors import ImageRejected
-from atelier.limits import MB, Limits
+from atelier.domain.errors import ImageRejected
+from atelier.domain.limits import MB, Limits
+from atelier.imaging.decode import decode
 from tests import imaging
 
 

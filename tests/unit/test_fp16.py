@@ -13,7 +13,7 @@ from onnx import TensorProto
 from onnx.reference import ReferenceEvaluator
 
 import atelier  # noqa: F401  (sets OpenCV's decode limits before cv2 loads)
-from atelier.models import edsr, fp16
+from atelier.inference.models import edsr, fp16
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from atelier import keys
-from atelier.aws import wiring
-from atelier.aws.lambda_style import style_handler
 from atelier.config import AppConfig
-from atelier.limits import Limits
-from atelier.storage import TransientStoreError
+from atelier.domain import keys
+from atelier.domain.limits import Limits
+from atelier.entrypoints import wiring
+from atelier.entrypoints.lambda_style import style_handler
+from atelier.ports import TransientStoreError
 from tests.conftest import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ class Env:
     config: AppConfig
 
     def status(self, image_id: str) -> dict[str, dict[str, Any]]:
-        from atelier.aws.status import DynamoStatusStore
+        from atelier.adapters.aws.status import DynamoStatusStore
 
         return {
             i["style"]: i for i in DynamoStatusStore(self.ddb, self.config.status_table).get_status(image_id)
@@ -225,7 +225,7 @@ def test_an_event_for_a_key_outside_incoming_is_ignored(aws: Env) -> None:
 
 
 def test_anime_variant_comes_from_the_folder_the_metadata_or_the_default() -> None:
-    from atelier.aws.lambda_anime import variant
+    from atelier.entrypoints.lambda_anime import variant
 
     assert variant("incoming/anime/paprika/a.jpg", {}, "animeganv2-dev") == "paprika"
     assert (

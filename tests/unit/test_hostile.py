@@ -36,9 +36,9 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
 
 REJECT_AND_MEASURE = """
     import json, sys, psutil
-    from atelier.aws import lambda_style  # noqa: F401  the import path of every handler
-    from atelier.decode import decode
-    from atelier.errors import ImageRejected
+    from atelier.entrypoints import lambda_style  # noqa: F401  the import path of every handler
+    from atelier.imaging.decode import decode
+    from atelier.domain.errors import ImageRejected
     data = open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, "rb").read()
     proc = psutil.Process()
     before = proc.memory_info().rss
@@ -85,7 +85,7 @@ OPENCV_LIMIT = """
     import numpy as np
     if {cv2_first}:
         import cv2
-    from atelier.aws import lambda_style  # noqa: F401  imports the package the way handlers do
+    from atelier.entrypoints import lambda_style  # noqa: F401  imports the package the way handlers do
     import cv2
     data = np.frombuffer(open({path!r}, "rb").read(), np.uint8)
     try:  # OpenCV alone, past Atelier's header check
@@ -110,10 +110,10 @@ def test_opencv_pixel_limit_is_live_when_the_package_is_imported_first(tmp_path:
 
 FUZZ = """
     import json, random, time
-    from atelier.decode import decode  # first: the package sets OpenCV's limits before cv2 loads
+    from atelier.imaging.decode import decode  # first: the package sets OpenCV's limits before cv2 loads
     import numpy as np
     import cv2
-    from atelier.errors import ImageRejected
+    from atelier.domain.errors import ImageRejected
     from tests import imaging
 
     rng = random.Random(20261122)

@@ -12,8 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from atelier import models
-from atelier.models import animegan, cli, convert
+from atelier.inference import models
+from atelier_dev.models import animegan, cli, convert
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

@@ -12,10 +12,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from atelier import models
-from atelier.anime import AnimeModel
-from atelier.models import animegan, convert
-from atelier.models.fetch import FetchError, HashMismatch, download, fetch
+from atelier.inference import models
+from atelier.inference.anime import AnimeModel
+from atelier_dev.models import animegan, convert
+from atelier_dev.models.fetch import FetchError, HashMismatch, download, fetch
 
 
 class _Server:

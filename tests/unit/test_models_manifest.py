@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from atelier import models
-from atelier.models import animegan
+from atelier.inference import models
+from atelier_dev.models import animegan
 
 
 def _raw() -> list[dict]:

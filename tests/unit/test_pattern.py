@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from atelier.local.cfn import LocalTemplate
-from atelier.local.dispatcher import encode_key, object_created_event
-from atelier.local.pattern import PatternError, matches
+from atelier_dev.local.cfn import LocalTemplate
+from atelier_dev.local.dispatcher import encode_key, object_created_event
+from atelier_dev.local.pattern import PatternError, matches
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,5 @@
-"""atelier.phash equals imagehash.phash on the same decoded pixels, for real photos and generated images."""
+"""atelier.imaging.phash equals imagehash.phash on the same decoded pixels, for real photos and
+generated images."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from atelier import phash as phash_module
-from atelier.phash import from_hex, hamming, phash, resize_luma_native, resize_luma_pillow, to_hex
+from atelier.imaging import phash as phash_module
+from atelier.imaging.phash import from_hex, hamming, phash, resize_luma_native, resize_luma_pillow, to_hex
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 GRAYS = ("camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock", "cell")
@@ -168,7 +169,7 @@ def test_rejects_what_is_not_an_8_bit_bgr_image() -> None:
 
 def test_runtime_module_needs_no_scipy_or_imagehash() -> None:
     """The hash imports numpy and Pillow only: scipy and PyWavelets would not fit the Lambda budget."""
-    import atelier.phash as module
+    import atelier.imaging.phash as module
 
     source = Path(module.__file__).read_text(encoding="utf-8")
     for banned in ("scipy", "imagehash", "pywt"):

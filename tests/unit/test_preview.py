@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier import preview
-from atelier.decode import decode
-from atelier.errors import ImageRejected
-from atelier.limits import Limits
+from atelier.domain.errors import ImageRejected
+from atelier.domain.limits import Limits
+from atelier.imaging import preview
+from atelier.imaging.decode import decode
 from tests import imaging
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from atelier import keys, status
-from atelier.aws.status import DynamoStatusStore
-from atelier.status import IMAGE_RECORD, Board
+from atelier.adapters.aws.status import DynamoStatusStore
+from atelier.domain import keys, status
+from atelier.domain.status import IMAGE_RECORD, Board
 from tests.conftest import MotoAws
 
 IMAGE = "img-123456"
@@ -150,7 +150,7 @@ def test_the_api_document_names_every_state_and_failure_reason() -> None:
 
     import yaml
 
-    from atelier.errors import REASONS
+    from atelier.domain.errors import REASONS
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
     style_status = spec["components"]["schemas"]["StyleStatus"]["properties"]

@@ -17,12 +17,15 @@ import numpy as np
 import pytest
 import yaml
 
-from atelier import cli, keys, options, pipeline, status, styles, uploads
-from atelier.aws import wiring
-from atelier.aws.lambda_style import style_handler
-from atelier.errors import JobFailed
-from atelier.limits import Limits
-from atelier.uploads import UploadRefused
+from atelier import pipeline
+from atelier.domain import keys, options, status, uploads
+from atelier.domain.errors import JobFailed
+from atelier.domain.limits import Limits
+from atelier.domain.uploads import UploadRefused
+from atelier.entrypoints import wiring
+from atelier.entrypoints.lambda_style import style_handler
+from atelier.imaging import styles
+from atelier_dev import cli
 from tests.conftest import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +179,7 @@ def _event(moto_aws: MotoAws, key: str, etag: str) -> dict[str, Any]:
 
 
 def _status(moto_aws: MotoAws, image_id: str, style: str) -> dict[str, Any]:
-    from atelier.aws.status import DynamoStatusStore
+    from atelier.adapters.aws.status import DynamoStatusStore
 
     items = DynamoStatusStore(moto_aws.dynamodb, moto_aws.env["ATELIER_STATUS_TABLE"]).get_status(image_id)
     return next(i for i in items if i["style"] == style)

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
-from atelier.local import strict_moto
+from atelier_dev.local import strict_moto
 
 TABLE = "strict"
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from atelier import styles
+from atelier.imaging import styles
 from tests import corpus
 
 PAPER = 230  # luma at or above this reads as bare paper

@@ -10,7 +10,7 @@ import pytest
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from atelier import styles
+from atelier.imaging import styles
 
 NAMES = styles.CPU_STYLES
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atelier import tiling
+from atelier.inference import tiling
 
 TOL = 1.0 / 255.0
 

@@ -13,14 +13,14 @@ from urllib.parse import quote
 
 import pytest
 
-from atelier import keys, uploads
-from atelier.aws import wiring
-from atelier.aws.api import api_handler
-from atelier.aws.status import DynamoStatusStore
+from atelier.adapters.aws.status import DynamoStatusStore
 from atelier.config import AppConfig
-from atelier.limits import Limits
-from atelier.styles import CPU_STYLES
-from atelier.uploads import UploadRefused, UploadSettings
+from atelier.domain import keys, uploads
+from atelier.domain.limits import Limits
+from atelier.domain.uploads import UploadRefused, UploadSettings
+from atelier.entrypoints import wiring
+from atelier.entrypoints.api import api_handler
+from atelier.imaging.styles import CPU_STYLES
 from tests import imaging
 from tests.conftest import MotoAws, call_api, lambda_context
 
@@ -416,7 +416,7 @@ def _created(api: Api, key: str) -> dict[str, Any]:
 
 
 def test_a_failed_style_is_tried_again_alone_as_a_new_job(api: Api) -> None:
-    from atelier.aws.lambda_style import style_handler
+    from atelier.entrypoints.lambda_style import style_handler
 
     _, granted = api.call("POST", "/uploads", SMALL)
     image_id = granted["image_id"]

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier.aws import wiring
-from atelier.aws.api import api_handler
-from atelier.aws.gpu_worker import build_job
-from atelier.aws.status import DynamoStatusStore
-from atelier.uploads import UploadSettings
+from atelier.adapters.aws.status import DynamoStatusStore
+from atelier.domain.uploads import UploadSettings
+from atelier.entrypoints import wiring
+from atelier.entrypoints.api import api_handler
+from atelier.entrypoints.gpu_worker import build_job
 from tests.conftest import MotoAws, call_api
 
 ROOT = Path(__file__).resolve().parents[2]

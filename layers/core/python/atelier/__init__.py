@@ -1,7 +1,7 @@
 """Atelier: photo-to-art core. AWS-free at import.
 
 OpenCV reads its decode limits once, when it is first loaded, so they are set here, before any
-module of the package can import ``cv2``. The header checks in :mod:`atelier.probe` are the first line
+module of the package can import ``cv2``. The header checks in :mod:`atelier.imaging.probe` are the first line
 of defence; these limits are the second.
 """
 
@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 
-from atelier.limits import Limits
+from atelier.domain.limits import Limits
 
 __version__ = "0.1.0"
 

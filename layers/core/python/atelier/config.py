@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from atelier.limits import Limits
+from atelier.domain.limits import Limits
 
 
 class ConfigError(RuntimeError):

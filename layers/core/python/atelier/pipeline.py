@@ -12,16 +12,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from atelier import keys, options, phash, status
 from atelier.cache import CachePolicy, HashIndex, find_reusable, new_entry
-from atelier.decode import decode
-from atelier.encode import CONTENT_TYPES, encode
-from atelier.errors import ImageRejected, JobFailed
-from atelier.limits import Limits
-from atelier.probe import Format, probe_reader
-from atelier.status import Board
-from atelier.storage import NotFound, ObjectHead, ObjectStore
-from atelier.styles import Style
+from atelier.domain import keys, options, status
+from atelier.domain.errors import ImageRejected, JobFailed
+from atelier.domain.limits import Limits
+from atelier.domain.status import Board
+from atelier.imaging import phash
+from atelier.imaging.decode import decode
+from atelier.imaging.encode import CONTENT_TYPES, encode
+from atelier.imaging.probe import Format, probe_reader
+from atelier.imaging.styles import Style
+from atelier.ports import NotFound, ObjectHead, ObjectStore
 
 Renderer = Callable[[np.ndarray], np.ndarray]
 
@@ -47,9 +48,9 @@ class StyleJob:
 def style_job(style: Style, metadata: Mapping[str, str]) -> StyleJob:
     """The job of a CPU style for one upload: its defaults with the options the object's metadata asks for.
 
-    The options (``strength``) come from :func:`atelier.options.style_options`, and reach the fingerprint,
-    so the near-duplicate cache and the idempotency key tell a render at 0.3 from one at 0.8. Invalid
-    options raise JobFailed (``invalid_option``) with a message that names the metadata at fault.
+    The options (``strength``) come from :func:`atelier.domain.options.style_options`, and reach the
+    fingerprint, so the near-duplicate cache and the idempotency key tell a render at 0.3 from one at
+    0.8. Invalid options raise JobFailed (``invalid_option``) with a message that names the metadata at fault.
     """
     try:
         overrides = options.style_options(metadata, style.name)

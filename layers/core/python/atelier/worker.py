@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from atelier.errors import JobFailed
-from atelier.storage import TransientStoreError
+from atelier.domain.errors import JobFailed
+from atelier.ports import TransientStoreError
 
 log = logging.getLogger("atelier.worker")
 

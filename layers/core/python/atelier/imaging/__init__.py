@@ -1,0 +1,1 @@
+"""Pixels: the header probe and container walk, decoding, encoding, the perceptual hash, the CPU styles."""

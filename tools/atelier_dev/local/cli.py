@@ -1,0 +1,130 @@
+"""``atelier local up|status|down``: a detached local stack recorded in <dir>/stack.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_DIR = ".atelier/local"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Mount ``local`` (subcommands ``up``, ``status``, ``down``) on an argparse subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "local", help="run the local stack (SeaweedFS for S3, moto for DynamoDB and SQS) on loopback"
+    )
+    sub = parser.add_subparsers(dest="local_command", required=True)
+
+    up = sub.add_parser("up", help="start detached servers and create the template's resources")
+    up.add_argument("--dir", default=DEFAULT_DIR, help=f"state and data folder (default {DEFAULT_DIR})")
+    up.add_argument("--template", default=None, help="template.yaml (default: the project's)")
+    up.add_argument("--stack-name", default=None, help="prefix of the local resource names")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the servers")
+    up.set_defaults(func=_cmd_up)
+
+    status = sub.add_parser("status", help="show what runs and where")
+    status.add_argument("--dir", default=DEFAULT_DIR)
+    group = status.add_mutually_exclusive_group()
+    group.add_argument("--env", action="store_true", help="print `export` lines for the stack's variables")
+    group.add_argument("--json", action="store_true", help="print stack.json")
+    status.set_defaults(func=_cmd_status)
+
+    down = sub.add_parser("down", help="stop the servers started by `up`")
+    down.add_argument("--dir", default=DEFAULT_DIR)
+    down.set_defaults(func=_cmd_down)
+    return parser
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from atelier_dev.local.stack import StackError, up
+
+    kwargs: dict[str, Any] = {}
+    if args.template:
+        kwargs["template_path"] = args.template
+    if args.stack_name:
+        kwargs["stack_name"] = args.stack_name
+    try:
+        state = up(args.dir, timeout=args.timeout, **kwargs)
+    except StackError as exc:
+        print(f"atelier local up: {exc}", file=sys.stderr)
+        return 1
+    _print_status(state)
+    print(f'\nUse it from a shell with: eval "$(atelier local status --dir {shlex.quote(args.dir)} --env)"')
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from atelier_dev.local.stack import read_state, server_alive
+
+    state = read_state(args.dir)
+    if state is None:
+        print(f"no local stack recorded in {args.dir}", file=sys.stderr)
+        return 1
+    running = all(server_alive(s) for s in state.get("servers", {}).values())
+    if args.env:
+        for key, value in sorted(state.get("env", {}).items()):
+            print(f"export {key}={shlex.quote(str(value))}")
+    elif args.json:
+        print(json.dumps(state, indent=2))
+    else:
+        _print_status(state)
+    return 0 if running else 1
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from atelier_dev.local.stack import down
+
+    stopped = down(args.dir)
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running from {args.dir}")
+    return 0
+
+
+def _print_status(state: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from atelier_dev.local.stack import server_alive
+
+    console = Console()
+    servers = Table(title=f"local stack {state.get('stack_name', '')} in {state.get('data_dir', '')}")
+    for column in ("server", "state", "pid", "endpoint", "ports", "log"):
+        servers.add_column(column)
+    for name, info in state.get("servers", {}).items():
+        alive = server_alive(info)
+        ports = " ".join(f"{k} {v}" for k, v in (info.get("ports") or {}).items() if not k.endswith(".grpc"))
+        if any(k.endswith(".grpc") for k in info.get("ports") or {}):
+            ports += " (gRPC +10000)"
+        servers.add_row(
+            name,
+            "[green]running[/green]" if alive else "[red]stopped[/red]",
+            str(info.get("pid")),
+            str(info.get("endpoint")),
+            ports,
+            str(info.get("log") or ""),
+        )
+    console.print(servers)
+    resources = Table(title="resources (from template.yaml)")
+    resources.add_column("logical id")
+    resources.add_column("local name")
+    for logical_id, name in (state.get("resources") or {}).items():
+        url = (state.get("queue_urls") or {}).get(logical_id)
+        resources.add_row(logical_id, f"{name}  {url}" if url else name)
+    console.print(resources)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``local`` on its own: ``python -m atelier_dev.local.cli up|status|down``."""
+    parser = argparse.ArgumentParser(prog="atelier")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_parser(subparsers)
+    args = parser.parse_args(["local", *(argv if argv is not None else sys.argv[1:])])
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

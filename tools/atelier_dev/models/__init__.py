@@ -1,0 +1,1 @@
+"""Model builders, converters and the fetcher behind `atelier models`."""
