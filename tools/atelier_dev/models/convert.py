@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -236,17 +235,10 @@ def write_state_dict(path: str | Path, weights: Mapping[str, np.ndarray], legacy
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """An fp16 copy of ``model`` with fp32 inputs and outputs (``keep_io_types``)."""
-    try:
-        from onnxconverter_common import float16
-    except ImportError:
-        from atelier.inference.models import fp16
+    """An fp16 copy of ``model`` with fp32 inputs and outputs (``keep_io_types``); see :mod:`fp16`."""
+    from atelier.inference.models import fp16
 
-        return fp16.convert(model)
-    with warnings.catch_warnings():  # it warns once per weight it clamps to the fp16 range
-        warnings.simplefilter("ignore", UserWarning)
-        converted: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
-    return converted
+    return fp16.convert(model)
 
 
 def builder_for(entry: ModelEntry) -> Callable[[dict[str, np.ndarray] | None, int], onnx.ModelProto]:

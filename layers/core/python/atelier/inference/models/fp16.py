@@ -1,9 +1,17 @@
 """Convert an fp32 ONNX model to fp16 weights and compute, keeping fp32 inputs and outputs.
 
-A graph pass of our own (no extra dependency): float32 initializers and constants become float16, every
-float tensor between the graph's input and output is float16, and a Cast at each end keeps the model's
-interface in float32 (``keep_io_types``), so callers feed and read the same arrays as for the fp32 model.
-Inputs that ONNX requires in float32 whatever the data type (Resize's ``roi`` and ``scales``) stay float32.
+The conversion is ONNX Runtime's own (``onnxruntime.transformers.float16``, shipped in the onnxruntime and
+onnxruntime-gpu wheels and needing only numpy, onnx and packaging): with ``keep_io_types`` a Cast at each
+end keeps the model's interface in float32, and inputs that ONNX requires in float32 (Resize's ``scales``)
+stay float32. This module adds what that pass does not do:
+
+- it refuses weights beyond the float16 range, which the library would silently clamp to +-65504;
+- it puts the nodes back in topological order (the library appends its Casts at the end of the node list,
+  which ONNX Runtime accepts but the ONNX checker and reference evaluator do not);
+- it records ``precision: fp16`` in the model's metadata.
+
+The library is imported when a conversion runs: the Lambda ONNX layer strips ``onnxruntime.transformers``
+and only ever runs fp32 models.
 """
 
 from __future__ import annotations
@@ -14,94 +22,50 @@ from onnx import TensorProto, helper, numpy_helper
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
-# (op_type, input index) pairs that must stay float32 in an fp16 graph.
-_FLOAT32_INPUTS = frozenset({("Resize", 1), ("Resize", 2), ("Upsample", 1)})
-_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
-
-
-def _to_fp16(array: np.ndarray, name: str) -> np.ndarray:
-    """Cast to float16, refusing values that would overflow to infinity."""
-    finite = array[np.isfinite(array)]
-    if finite.size and float(np.abs(finite).max()) > FP16_MAX:
-        raise ValueError(f"{name}: values up to {np.abs(finite).max():.3g} overflow float16")
-    return array.astype(np.float16)
-
 
 def convert(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return an fp16 copy of an fp32 model whose graph inputs and outputs stay float32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    refuse_overflow(model.graph)
     src = onnx.ModelProto()
     src.CopyFrom(model)
-    graph = src.graph
-    for node in graph.node:
-        if node.op_type in _SUBGRAPH_OPS:
-            raise ValueError(f"{node.name or node.op_type}: graphs with subgraphs are not supported")
+    half: onnx.ModelProto = convert_float_to_float16(src, keep_io_types=True, max_finite_val=FP16_MAX)
+    sort_nodes(half.graph)
+    helper.set_model_props(half, {**{p.key: p.value for p in half.metadata_props}, "precision": "fp16"})
+    return half
 
-    keep32 = {
-        node.input[i]
-        for node in graph.node
-        for (op, i) in _FLOAT32_INPUTS
-        if node.op_type == op and len(node.input) > i and node.input[i]
-    }
 
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT and init.name not in keep32:
-            init.CopyFrom(
-                numpy_helper.from_array(_to_fp16(numpy_helper.to_array(init), init.name), init.name)
-            )
-
-    for node in graph.node:
-        if node.op_type == "Cast":
-            for a in node.attribute:
-                if a.name == "to" and a.i == TensorProto.FLOAT:
-                    a.i = TensorProto.FLOAT16
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
-                if node.op_type == "Constant" and node.output[0] in keep32:
-                    continue
-                a.t.CopyFrom(
-                    numpy_helper.from_array(_to_fp16(numpy_helper.to_array(a.t), node.name), a.t.name)
-                )
-
-    # Interface: fp32 in, Cast to fp16 at once; fp16 out of the last node, Cast back to fp32.
-    casts_in: list[onnx.NodeProto] = []
-    renamed: dict[str, str] = {}
-    for value in graph.input:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
-            inner = f"{value.name}.fp16"
-            renamed[value.name] = inner
-            casts_in.append(
-                helper.make_node(
-                    "Cast", [value.name], [inner], name=f"{value.name}.to_fp16", to=TensorProto.FLOAT16
-                )
-            )
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-
-    casts_out: list[onnx.NodeProto] = []
-    for value in graph.output:
-        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+def refuse_overflow(graph: onnx.GraphProto) -> None:
+    """Raise ValueError if a float32 initializer or constant holds a finite value beyond float16's range."""
+    tensors = [*graph.initializer]
+    tensors += [a.t for node in graph.node for a in node.attribute if a.type == onnx.AttributeProto.TENSOR]
+    for tensor in tensors:
+        if tensor.data_type != TensorProto.FLOAT:
             continue
-        inner = f"{value.name}.fp16"
-        for node in graph.node:
-            for i, name in enumerate(node.output):
-                if name == value.name:
-                    node.output[i] = inner
-        if value.name in renamed:  # an input passed straight through
-            inner = renamed[value.name]
-        casts_out.append(
-            helper.make_node(
-                "Cast", [inner], [value.name], name=f"{value.name}.to_fp32", to=TensorProto.FLOAT
-            )
-        )
+        values = numpy_helper.to_array(tensor)
+        finite = np.abs(values[np.isfinite(values)])
+        if finite.size and float(finite.max()) > FP16_MAX:
+            raise ValueError(f"{tensor.name}: values up to {finite.max():.3g} overflow float16")
 
-    nodes = [*casts_in, *graph.node, *casts_out]
+
+def sort_nodes(graph: onnx.GraphProto) -> None:
+    """Order ``graph``'s nodes so that each comes after the nodes producing its inputs."""
+    ready = {""} | {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    pending, ordered = list(graph.node), []
+    while pending:
+        blocked = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                blocked.append(node)
+        if len(blocked) == len(pending):
+            raise ValueError(f"the graph has a cycle or an undefined input at {blocked[0].name}")
+        pending = blocked
     del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.value_info[:]  # intermediate types changed; shape inference recomputes them
-    helper.set_model_props(src, {**{p.key: p.value for p in src.metadata_props}, "precision": "fp16"})
-    return src
+    graph.node.extend(ordered)
 
 
 def float_types(model: onnx.ModelProto) -> dict[str, int]:
