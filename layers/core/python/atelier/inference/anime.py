@@ -12,7 +12,6 @@ instructions, else the first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from atelier.inference.models import sha256_file
 
 DEFAULT_MAX_SIDE = 1024
 MIN_SIDE = 32  # the generator's 7x7 reflection pads and two stride-2 stages need a few pixels
@@ -328,7 +329,7 @@ def obtain_model_file(
     if not s3_uri:
         raise FileNotFoundError(f"model {name} is not in the package and no S3 model prefix is set")
     target = Path(tmp_dir or DEFAULT_TMP_DIR) / name / filename
-    if target.exists() and _sha256(target) == sha256:
+    if target.exists() and sha256_file(target) == sha256.lower():
         return target
     bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")
     key = "/".join(p for p in (prefix.strip("/"), name, filename) if p)
@@ -347,16 +348,8 @@ def obtain_model_file(
     return target
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _require_sha(path: Path, expected: str) -> None:
-    got = _sha256(path)
+    got = sha256_file(path)
     if got != expected.lower():
         raise ValueError(f"{path}: SHA-256 {got} does not match the expected {expected}")
 

@@ -211,13 +211,10 @@ def write_info(name: str, info: dict[str, Any], root: Path | None = None) -> Pat
     return path
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file (the one file hash of the package: downloads, installs, the Lambda's copy)."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def untrained_notice(info: dict[str, Any] | None) -> str:
