@@ -1,9 +1,10 @@
-"""fetch against a local HTTP server: a good file, a corrupt one, an interrupted and resumed transfer."""
+"""fetch against a local HTTP server: good, corrupt and interrupted downloads, the cache, progress."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import onnx
 import pytest
+from rich.console import Console
 
 from atelier.inference import models
 from atelier.inference.anime import AnimeModel
 from atelier_dev.models import animegan, convert
-from atelier_dev.models.fetch import FetchError, HashMismatch, download, fetch
+from atelier_dev.models.fetch import FetchError, HashMismatch, RichProgressBar, download, fetch
 
 
 class _Server:
@@ -32,6 +34,9 @@ class _Server:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 server.range_headers.append(rng)
+                if self.path.endswith("/missing.onnx"):
+                    self.send_error(404)
+                    return
                 start = int(rng.split("=")[1].split("-")[0]) if rng else 0
                 body = server.payload[start:]
                 self.send_response(206 if rng else 200)
@@ -112,26 +117,79 @@ def test_unpinned_needs_trust_on_first_use(tmp_path: Path, server: _Server, onnx
     assert info["source_sha256_trusted_on_first_use"] is True
 
 
-def test_interrupted_transfer_resumes_with_range(tmp_path: Path, server: _Server, onnx_bytes: bytes) -> None:
+def test_interrupted_transfer_keeps_nothing_and_a_rerun_completes(
+    tmp_path: Path, server: _Server, onnx_bytes: bytes
+) -> None:
     sha = hashlib.sha256(onnx_bytes).hexdigest()
     server.cut_first_at = 100_000
     dest = tmp_path / "dl" / "model.onnx"
-    with pytest.raises(FetchError, match="interrupted"):
+    with pytest.raises(FetchError, match="transfer failed"):
         download(server.url, dest, sha256=sha)
-    part = dest.with_name("model.onnx.part")
-    assert part.stat().st_size == 100_000 and not dest.exists()
+    assert list(dest.parent.iterdir()) == []  # no partial file, no temporary file
     assert download(server.url, dest, sha256=sha) == sha
-    assert server.range_headers == [None, "bytes=100000-"]
-    assert dest.read_bytes() == onnx_bytes and not part.exists()
+    assert server.range_headers == [None, None]
+    assert dest.read_bytes() == onnx_bytes and list(dest.parent.iterdir()) == [dest]
+
+
+def test_a_file_with_the_pinned_hash_is_not_downloaded_again(
+    tmp_path: Path, server: _Server, onnx_bytes: bytes
+) -> None:
+    sha = hashlib.sha256(onnx_bytes).hexdigest()
+    dest = tmp_path / "model.onnx"
+    assert download(server.url, dest, sha256=sha) == sha
+    assert download(server.url, dest, sha256=sha) == sha
+    assert len(server.range_headers) == 1
+    dest.write_bytes(b"changed on disk")
+    assert download(server.url, dest, sha256=sha) == sha  # a stale copy is replaced
+    assert len(server.range_headers) == 2 and dest.read_bytes() == onnx_bytes
 
 
 def test_prefix_pin_is_checked(tmp_path: Path, server: _Server, onnx_bytes: bytes) -> None:
     sha = hashlib.sha256(onnx_bytes).hexdigest()
     assert download(server.url, tmp_path / "a.onnx", sha256_prefix=sha[:8]) == sha
-    with pytest.raises(HashMismatch):
-        download(
-            server.url, tmp_path / "b.onnx", sha256_prefix="00000000" if sha[:8] != "00000000" else "11111111"
-        )
+    wrong = "00000000" if sha[:8] != "00000000" else "11111111"
+    with pytest.raises(HashMismatch, match=f"does not match the pinned {wrong}"):
+        download(server.url, tmp_path / "b.onnx", sha256_prefix=wrong)
+    assert not (tmp_path / "b.onnx").exists()
+
+
+def test_full_pin_mismatch_names_both_hashes(tmp_path: Path, server: _Server, onnx_bytes: bytes) -> None:
+    sha = hashlib.sha256(onnx_bytes).hexdigest()
+    wrong = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(HashMismatch) as caught:
+        download(server.url, tmp_path / "m.onnx", sha256=wrong)
+    assert wrong in str(caught.value) and sha in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_is_a_fetch_error(tmp_path: Path, server: _Server) -> None:
+    with pytest.raises(FetchError, match="404"):
+        download(server.url.replace("model.onnx", "missing.onnx"), tmp_path / "m.onnx")
+
+
+def test_progress_bar_gets_the_length_and_is_closed(
+    tmp_path: Path, server: _Server, onnx_bytes: bytes
+) -> None:
+    class Bar:
+        total: float | None = None
+        done = 0
+        closed = 0
+
+        def update(self, n: int) -> None:
+            self.done += n
+
+        def reset(self) -> None:
+            self.done = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    bar = Bar()
+    download(server.url, tmp_path / "m.onnx", progress=bar)
+    assert bar.total == len(onnx_bytes) and bar.done == len(onnx_bytes) and bar.closed >= 1
+    rich_bar = RichProgressBar(console=Console(file=io.StringIO(), force_terminal=False))
+    download(server.url, tmp_path / "r.onnx", progress=rich_bar)
+    assert rich_bar.total == len(onnx_bytes)
 
 
 def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download and install one model."""
-    from atelier_dev.models.fetch import fetch, rich_progress
+    from atelier_dev.models.fetch import RichProgressBar, fetch
 
     entry = registry.get(args.name)
     info = fetch(
@@ -130,7 +130,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         root=_root(args),
         trust_on_first_use=args.trust_on_first_use,
         url=args.url,
-        progress=None if args.no_progress else rich_progress,
+        progress=None if args.no_progress else RichProgressBar(),
         s3_uri=args.s3_uri,
     )
     print(f"installed {entry.name}: source sha256 {info['source_sha256']}")
@@ -142,12 +142,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a local download of a manifest model and install the result."""
     from atelier_dev.models import convert as conv
+    from atelier_dev.models.fetch import check_pin
 
     entry = registry.get(args.name)
     digest = registry.sha256_file(args.source)
-    expected = entry.sha256 or entry.sha256_prefix
-    if expected and not digest.startswith(expected):
-        raise ValueError(f"{args.source}: SHA-256 {digest} does not match the pinned {expected}")
+    check_pin(digest, entry.sha256, entry.sha256_prefix, str(args.source))
     if not entry.pinned and not args.trust_on_first_use:
         raise ValueError(f"{entry.name}: no SHA-256 is pinned; pass --trust-on-first-use to convert anyway")
     root = _root(args)

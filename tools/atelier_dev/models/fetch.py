@@ -1,13 +1,17 @@
-"""Download a published model (resumable, hash-checked), convert it and install it in the cache or S3."""
+"""Download a published model (pooch, hash-checked), convert it and install it in the cache or S3.
+
+pooch does the transfer: it streams into a temporary file beside the target, checks a pinned SHA-256,
+deletes the file on a mismatch, and skips the download when the target already has the pinned hash. What
+this module adds: https only (plain http to a loopback mirror), the manifest's ``sha256_prefix`` pins
+(pooch checks full hashes only), trust on first use, errors as FetchError, and a rich progress bar that
+speaks pooch's progress-bar protocol. An interrupted transfer is not resumed: run the fetch again.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import shutil
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,7 +19,7 @@ from urllib.parse import urlparse
 from atelier.inference.models import ModelEntry, cache_dir, model_dir, sha256_file, write_info
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-ProgressFactory = Callable[[int, int], Callable[[int], None]]
+USER_AGENT = "atelier-models/1"
 
 
 class FetchError(RuntimeError):
@@ -35,33 +39,45 @@ def _check_url(url: str) -> None:
     raise FetchError(f"refusing to download over {parsed.scheme or 'no scheme'}: {url}")
 
 
-def rich_progress(total: int, start: int) -> Callable[[int], None]:
-    """A rich progress bar (bytes, speed, time left); returns the advance callback."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+class RichProgressBar:
+    """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) drawn with rich."""
 
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    progress.start()
-    task = progress.add_task("download", total=total or None, completed=start)
+    def __init__(self, description: str = "download", console: Any = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
-    def advance(n: int) -> None:
-        if n < 0:
-            progress.stop()
-            return
-        progress.update(task, advance=n)
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self._task = self._progress.add_task(description, total=None)
 
-    return advance
+    @property
+    def total(self) -> float | None:
+        return self._progress.tasks[0].total
+
+    @total.setter
+    def total(self, value: float | None) -> None:  # pooch sets it once the response's length is known
+        self._progress.update(self._task, total=value or None)
+        self._progress.start()
+
+    def update(self, n: int) -> None:
+        self._progress.update(self._task, advance=n)
+
+    def reset(self) -> None:
+        self._progress.reset(self._task)
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 def download(
@@ -70,68 +86,57 @@ def download(
     *,
     sha256: str | None = None,
     sha256_prefix: str | None = None,
-    progress: ProgressFactory | None = None,
-    chunk: int = 1 << 16,
+    progress: Any = None,
     timeout: float = 60.0,
 ) -> str:
-    """Download ``url`` to ``dest`` via ``dest.part`` (resumed with an HTTP Range); returns the SHA-256.
+    """Download ``url`` to ``dest`` (kept if it already has the pinned ``sha256``); returns the SHA-256.
 
-    On a hash mismatch the partial file is deleted and HashMismatch is raised; ``dest`` is only created
-    once the bytes are complete and match.
+    ``progress`` is a pooch progress bar (e.g. :class:`RichProgressBar`). On a hash mismatch nothing is
+    left at ``dest`` and HashMismatch is raised. Without a full pin the file is always downloaded afresh, so
+    the hash returned is that of what ``url`` serves now.
     """
+    import pooch
+    import requests
+
     _check_url(url)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "atelier-models/1"})
-    if start:
-        request.add_header("Range", f"bytes={start}-")
+    if sha256 is None:
+        dest.unlink(missing_ok=True)
+    pooch.get_logger().setLevel(logging.WARNING)  # its info lines name pooch's API; the CLI prints its own
+    downloader = pooch.HTTPDownloader(
+        progressbar=progress or False, timeout=timeout, headers={"User-Agent": USER_AGENT}
+    )
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:  # the part file is already complete (or longer than the file)
-            return _finish(part, dest, sha256, sha256_prefix)
-        raise FetchError(f"{url}: HTTP {exc.code}") from exc
-    except urllib.error.URLError as exc:
-        raise FetchError(f"{url}: {exc.reason}") from exc
-    with response:
-        status = getattr(response, "status", 200)
-        if start and status != 206:  # the server ignored the Range: start again
-            start = 0
-        length = int(response.headers.get("Content-Length") or 0)
-        total = start + length if length else 0
-        advance = progress(total, start) if progress else None
-        received = 0
-        try:
-            with open(part, "ab" if start else "wb") as f:
-                while block := response.read(chunk):
-                    f.write(block)
-                    received += len(block)
-                    if advance:
-                        advance(len(block))
-        except (OSError, urllib.error.URLError) as exc:
-            raise FetchError(f"{url}: transfer interrupted after {start + received} bytes ({exc})") from exc
-        finally:
-            if advance:
-                advance(-1)
-    if length and received < length:
-        raise FetchError(
-            f"{url}: transfer interrupted after {start + received} of {total} bytes; run again to resume"
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256.lower()}" if sha256 else None,
+            fname=dest.name,
+            path=dest.parent,
+            downloader=downloader,
         )
-    return _finish(part, dest, sha256, sha256_prefix)
-
-
-def _finish(part: Path, dest: Path, sha256: str | None, sha256_prefix: str | None) -> str:
-    digest = sha256_file(part)
-    expected = sha256 or sha256_prefix
-    if expected and not digest.startswith(expected.lower()):
-        part.unlink(missing_ok=True)
-        raise HashMismatch(
-            f"SHA-256 {digest} does not match the pinned {expected}; the download was discarded"
-        )
-    part.replace(dest)
+    except ValueError as exc:
+        if sha256 is None:
+            raise
+        raise HashMismatch(f"{url}: {exc}") from exc
+    except requests.RequestException as exc:
+        raise FetchError(f"{url}: transfer failed, nothing was kept; run again ({exc})") from exc
+    finally:
+        if progress is not None:
+            progress.close()
+    digest = sha256_file(dest)
+    try:
+        check_pin(digest, sha256, sha256_prefix, url)
+    except HashMismatch:
+        dest.unlink()
+        raise
     return digest
+
+
+def check_pin(digest: str, sha256: str | None, sha256_prefix: str | None, source: str) -> None:
+    """Raise HashMismatch unless ``digest`` is the pinned hash or starts with the pinned prefix."""
+    expected = (sha256 or sha256_prefix or "").lower()
+    if not digest.startswith(expected):
+        raise HashMismatch(f"{source}: SHA-256 {digest} does not match the pinned {expected}")
 
 
 def fetch(
@@ -140,7 +145,7 @@ def fetch(
     root: Path | None = None,
     trust_on_first_use: bool = False,
     url: str | None = None,
-    progress: ProgressFactory | None = None,
+    progress: Any = None,
     s3_uri: str | None = None,
     s3_client: Any = None,
 ) -> dict[str, Any]:
@@ -213,8 +218,3 @@ def upload_to_s3(folder: Path, s3_uri: str, installed: dict[str, str], client: A
         client.upload_file(str(folder / name), parsed.netloc, key, ExtraArgs={"Metadata": {"sha256": digest}})
         keys.append(key)
     return keys
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of bytes in memory."""
-    return hashlib.sha256(data).hexdigest()
