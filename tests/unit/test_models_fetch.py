@@ -123,7 +123,7 @@ def test_interrupted_transfer_keeps_nothing_and_a_rerun_completes(
     sha = hashlib.sha256(onnx_bytes).hexdigest()
     server.cut_first_at = 100_000
     dest = tmp_path / "dl" / "model.onnx"
-    with pytest.raises(FetchError, match="transfer failed"):
+    with pytest.raises(FetchError, match="download failed"):
         download(server.url, dest, sha256=sha)
     assert list(dest.parent.iterdir()) == []  # no partial file, no temporary file
     assert download(server.url, dest, sha256=sha) == sha

@@ -43,22 +43,10 @@ class RichProgressBar:
     """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) drawn with rich."""
 
     def __init__(self, description: str = "download", console: Any = None) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich import progress as rp
 
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        columns = (rp.BarColumn(), rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeRemainingColumn())
+        self._progress = rp.Progress("{task.description}", *columns, console=console)
         self._task = self._progress.add_task(description, total=None)
 
     @property
@@ -119,7 +107,7 @@ def download(
             raise
         raise HashMismatch(f"{url}: {exc}") from exc
     except requests.RequestException as exc:
-        raise FetchError(f"{url}: transfer failed, nothing was kept; run again ({exc})") from exc
+        raise FetchError(f"{url}: download failed, nothing was kept ({exc})") from exc
     finally:
         if progress is not None:
             progress.close()
