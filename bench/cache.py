@@ -66,7 +66,7 @@ from atelier.cache import (
     new_entry,
     sha_item,
 )
-from atelier.domain.limits import Limits
+from atelier.config import read_limits
 from atelier.imaging import phash as phash_module
 from atelier.imaging.decode import decode
 from atelier.imaging.phash import hamming, phash
@@ -124,7 +124,7 @@ def with_exif(jpeg: bytes, orientation: int, junk: bytes = b"") -> bytes:
 
 def decoded(blob: bytes) -> np.ndarray:
     """What a handler hashes: atelier.imaging.decode's BGR (EXIF orientation applied)."""
-    return decode(blob, Limits.from_env()).bgr
+    return decode(blob, read_limits()).bgr
 
 
 def bench_phash(repeat: int) -> None:

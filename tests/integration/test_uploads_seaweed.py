@@ -15,7 +15,7 @@ from atelier.domain import uploads
 from atelier.domain.limits import Limits
 from atelier.domain.uploads import UploadSettings
 from atelier.entrypoints import wiring
-from atelier.entrypoints.api import api_handler, presigned_post, presigning_client
+from atelier.entrypoints.api import api_handler, presigned_post
 from atelier_dev.local.api_server import dev_claims, http_api_event
 from atelier_dev.local.dispatcher import Dispatcher
 from atelier_dev.local.stack import LocalStack
@@ -28,15 +28,16 @@ SMALL_CAP = 4096
 AUTH = {"Authorization": "Bearer local-dev"}
 
 
+def api_config(stack: LocalStack, limits: Limits) -> AppConfig:
+    """The API function's configuration on the local stack, with the given input caps."""
+    env = stack.function_env("ApiFunction")
+    tables = env["ATELIER_STATUS_TABLE"], env["ATELIER_IDEMPOTENCY_TABLE"]
+    return AppConfig(env["ATELIER_BUCKET"], *tables, limits)
+
+
 def small_cap_grant(stack: LocalStack) -> dict[str, Any]:
     """A POST /uploads answered by the API handler built with a byte cap of 4 KiB."""
-    env = stack.function_env("ApiFunction")
-    config = AppConfig(
-        env["ATELIER_BUCKET"],
-        env["ATELIER_STATUS_TABLE"],
-        env["ATELIER_IDEMPOTENCY_TABLE"],
-        Limits(max_bytes=SMALL_CAP),
-    )
+    config = api_config(stack, Limits(max_bytes=SMALL_CAP))
     handler = api_handler(wiring.build(config), settings=UploadSettings())
     body = {"filename": "tiny.jpg", "content_type": "image/jpeg", "size": SMALL_CAP, "styles": ["sketch"]}
     event = http_api_event(
@@ -154,7 +155,8 @@ def test_an_expired_policy_is_refused(local_stack: LocalStack) -> None:
         Limits(),
     )
     plan = uploads.plan_upload(request, "late-user", Limits(), expires_in=-60)
-    signed = presigned_post(presigning_client(local_stack.s3), local_stack.bucket, plan)
+    presigner = wiring.build(api_config(local_stack, Limits())).presigner
+    signed = presigned_post(presigner, local_stack.bucket, plan)
     response = requests.post(
         signed["url"], data=signed["fields"], files={"file": ("late.jpg", CHELSEA, "image/jpeg")}, timeout=30
     )

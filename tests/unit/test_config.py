@@ -1,11 +1,19 @@
-"""AppConfig.from_env: every setting, the input limits included, comes from the mapping it is given."""
+"""atelier.config, the one reader of the environment: every setting comes from the mapping it is given."""
 
 from __future__ import annotations
 
 import pytest
 
-from atelier.config import AppConfig, ConfigError
+from atelier.config import (
+    AnimeSettings,
+    AppConfig,
+    ConfigError,
+    WorkerSettings,
+    read_function_prefix,
+    read_upload_settings,
+)
 from atelier.domain.limits import Limits
+from atelier.domain.uploads import UploadSettings
 
 REQUIRED = {"ATELIER_BUCKET": "b", "ATELIER_STATUS_TABLE": "s", "ATELIER_IDEMPOTENCY_TABLE": "i"}
 LIMIT_NAMES = ("ATELIER_MAX_BYTES", "ATELIER_MAX_PIXELS", "ATELIER_MAX_SIDE", "ATELIER_WORKING_PIXELS")
@@ -36,3 +44,47 @@ def test_limits_in_os_environ_do_not_leak_into_a_given_mapping(monkeypatch: pyte
 def test_a_malformed_limit_in_the_mapping_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError, match="ATELIER_MAX_SIDE"):
         AppConfig.from_env({**REQUIRED, "ATELIER_MAX_SIDE": bad})
+
+
+def test_upload_settings_come_from_the_environment() -> None:
+    assert read_upload_settings({}) == UploadSettings(10, 15)
+    assert read_upload_settings({"ATELIER_UPLOAD_MINUTES": "3", "ATELIER_DOWNLOAD_MINUTES": "7"}) == (
+        UploadSettings(3, 7)
+    )
+    for bad in ("0", "x", "99999"):
+        with pytest.raises(ConfigError, match="ATELIER_UPLOAD_MINUTES"):
+            read_upload_settings({"ATELIER_UPLOAD_MINUTES": bad})
+
+
+def test_anime_settings_read_the_model_its_size_provider_and_pins() -> None:
+    assert AnimeSettings.from_env({}) == AnimeSettings()
+    env = {
+        "ATELIER_ANIME_MODEL": "paprika",
+        "ATELIER_ANIME_MAX_SIDE": "768",
+        "ATELIER_ANIME_PROVIDER": "cpu",
+        "ATELIER_MODEL_PREFIX": "s3://models/anime",
+        "ATELIER_MODEL_SHA256": '{"paprika": "ab"}',
+    }
+    assert AnimeSettings.from_env(env) == AnimeSettings(
+        "paprika", 768, "cpu", "s3://models/anime", {"paprika": "ab"}
+    )
+    for bad in ("[1]", "{"):
+        with pytest.raises(ConfigError, match="ATELIER_MODEL_SHA256"):
+            AnimeSettings.from_env({"ATELIER_MODEL_SHA256": bad})
+
+
+def test_worker_settings_need_a_queue_and_a_model_path_per_scale() -> None:
+    model = {"ATELIER_UPSCALE_MODEL": "/opt/models/x{scale}.onnx"}
+    with pytest.raises(ConfigError, match="ATELIER_UPSCALE_QUEUE_URL"):
+        WorkerSettings.from_env(model)
+    with pytest.raises(ConfigError, match="ATELIER_UPSCALE_MODEL"):
+        WorkerSettings.from_env({"ATELIER_UPSCALE_MODEL": "/opt/models/x4.onnx"}, queue_url="q")
+    settings = WorkerSettings.from_env({**model, "ATELIER_WORKER_HEARTBEAT": "0.5"}, queue_url="q")
+    assert (settings.queue_url, settings.heartbeat, settings.visibility) == ("q", 0.5, 300)
+    assert str(settings.model_path(3)) == "/opt/models/x3.onnx"
+
+
+def test_the_function_prefix_is_required_by_the_dead_letter_marker() -> None:
+    assert read_function_prefix({"ATELIER_FUNCTION_PREFIX": "atelier-"}) == "atelier-"
+    with pytest.raises(ConfigError, match="ATELIER_FUNCTION_PREFIX"):
+        read_function_prefix({})

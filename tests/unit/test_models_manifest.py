@@ -92,9 +92,9 @@ def test_unknown_model_names_the_known_ones() -> None:
 
 
 def test_cache_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setenv(models.ENV_MODEL_DIR, str(tmp_path))
+    monkeypatch.setenv("ATELIER_MODEL_DIR", str(tmp_path))
     assert models.cache_dir() == tmp_path
-    monkeypatch.delenv(models.ENV_MODEL_DIR)
+    monkeypatch.delenv("ATELIER_MODEL_DIR")
     assert models.cache_dir().parts[-3:] == (".cache", "atelier", "models")
 
 

@@ -204,16 +204,6 @@ def test_the_image_record_holds_who_uploaded_what_and_the_options() -> None:
     assert image["options"] == {"oil": {"strength": 0.3}}
 
 
-def test_upload_settings_come_from_the_environment() -> None:
-    assert UploadSettings.from_env({}) == UploadSettings(10, 15)
-    assert UploadSettings.from_env({"ATELIER_UPLOAD_MINUTES": "3", "ATELIER_DOWNLOAD_MINUTES": "7"}) == (
-        UploadSettings(3, 7)
-    )
-    for bad in ("0", "x", "99999"):
-        with pytest.raises(ValueError, match="ATELIER_UPLOAD_MINUTES"):
-            UploadSettings.from_env({"ATELIER_UPLOAD_MINUTES": bad})
-
-
 # --- the API handler under moto ---------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from atelier.config import read_limits
 from atelier.domain import options
 from atelier.domain.errors import ImageRejected
 from atelier.domain.limits import Limits
@@ -102,7 +103,7 @@ class Row:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     """Render each photo in each style into OUTDIR."""
-    limits = Limits.from_env()
+    limits = read_limits()
     try:
         names = parse_styles(args.style)
     except ValueError as exc:
@@ -190,7 +191,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print format, header size and verdict per file; a rejected file is never decoded."""
-    limits = Limits.from_env()
+    limits = read_limits()
     from atelier.imaging import phash
     from atelier.imaging.preview import preview
 
@@ -316,7 +317,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         hint = "atelier models build-dev" if args.model is None else f"atelier models fetch {name}"
         err_console.print(f"[red]no model at {path}[/red]: run `{hint}` first")
         return 2
-    limits = Limits.from_env()
+    limits = read_limits()
     try:
         decoded = decode(Path(args.photo).read_bytes(), limits)
     except ImageRejected as exc:

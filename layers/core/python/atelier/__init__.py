@@ -9,11 +9,12 @@ import os
 import sys
 import warnings
 
+from atelier.config import read_limits
 from atelier.domain.limits import Limits
 
 __version__ = "0.1.0"
 
-_LIMITS = Limits.from_env()
+_LIMITS = read_limits()
 os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(_LIMITS.max_pixels)
 os.environ["OPENCV_IO_MAX_IMAGE_WIDTH"] = str(_LIMITS.max_side)
 os.environ["OPENCV_IO_MAX_IMAGE_HEIGHT"] = str(_LIMITS.max_side)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import unicodedata
 import uuid
@@ -37,31 +36,10 @@ _UNSAFE = re.compile(r"[^\w .()+,=@-]", re.UNICODE)  # kept: letters, digits, an
 
 @dataclass(frozen=True)
 class UploadSettings:
-    """How long a POST policy and a download URL last, read once from the environment."""
+    """How long a POST policy and a download URL last (read from the environment by atelier.config)."""
 
     upload_minutes: int = 10
     download_minutes: int = 15
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> UploadSettings:
-        """Read ``ATELIER_UPLOAD_MINUTES`` and ``ATELIER_DOWNLOAD_MINUTES`` (1 to 10080 minutes)."""
-        env = os.environ if env is None else env
-        values: dict[str, int] = {}
-        for name, attr in (
-            ("ATELIER_UPLOAD_MINUTES", "upload_minutes"),
-            ("ATELIER_DOWNLOAD_MINUTES", "download_minutes"),
-        ):
-            raw = env.get(name, "")
-            if not raw:
-                continue
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-            if not 1 <= value <= 10080:
-                raise ValueError(f"{name} must be between 1 and 10080 minutes, got {value}")
-            values[attr] = value
-        return cls(**values)
 
 
 class UploadRefused(ValueError):

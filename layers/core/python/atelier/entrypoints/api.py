@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from atelier.config import read_upload_settings
 from atelier.domain import keys, options, status, uploads
 from atelier.domain.uploads import UploadPlan, UploadRefused, UploadSettings
 from atelier.entrypoints import wiring
@@ -69,15 +68,6 @@ def presigned_get(s3: Any, bucket: str, key: str, expires_in: int, download_as: 
     return url
 
 
-def presigning_client(s3: Any) -> Any:
-    """An S3 client like ``s3`` (same region, endpoint from the environment) that signs with SigV4.
-
-    SigV4 is what every region accepts and what signs ``response-content-disposition`` correctly.
-    """
-    config = wiring.CLIENT_CONFIG.merge(Config(signature_version="s3v4"))
-    return boto3.session.Session().client("s3", region_name=s3.meta.region_name, config=config)
-
-
 def api_handler(
     adapters: wiring.Adapters | None = None,
     *,
@@ -86,9 +76,9 @@ def api_handler(
 ) -> Handler:
     """Build the API's handler; clients and settings are built here, once per container."""
     app = adapters or wiring.build()
-    settings = settings or UploadSettings.from_env()
+    settings = settings or read_upload_settings()
     accepted = tuple(accepted_styles)
-    presigner = presigning_client(app.s3)
+    presigner = app.presigner
     logger = Logger(service=SERVICE)
     tracer = Tracer(service=SERVICE)
     resolver = APIGatewayHttpResolver()

@@ -15,7 +15,6 @@ The records have the shape of Lambda's asynchronous-invoke destination records (
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atelier.adapters.aws.s3 import object_of
-from atelier.config import AppConfig, ConfigError
+from atelier.config import AppConfig, ConfigError, read_function_prefix
 from atelier.domain import keys, status
 from atelier.imaging import styles
 from atelier.ports import NotFound
@@ -94,10 +93,7 @@ def deadletter_handler(adapters: Any = None, env: Mapping[str, str] | None = Non
     """Build the marker: the on-failure destination of every style function."""
     from atelier.entrypoints import wiring
 
-    env = os.environ if env is None else env
-    prefix = env.get("ATELIER_FUNCTION_PREFIX", "")
-    if not prefix:
-        raise ConfigError("set ATELIER_FUNCTION_PREFIX: the style functions are named <prefix><style>")
+    prefix = read_function_prefix(env)
     app = adapters or wiring.build(AppConfig.from_env(env, idempotency=False))
     dead_letters = app.dead_letters
     if dead_letters is None:

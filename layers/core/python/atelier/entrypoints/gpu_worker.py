@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 from atelier.adapters.aws.s3 import object_of
 from atelier.adapters.aws.sqs import SqsJobQueue
-from atelier.config import AppConfig, ConfigError
+from atelier.config import AppConfig, WorkerSettings
 from atelier.domain import keys, options, status
 from atelier.domain.errors import JobFailed
 from atelier.entrypoints import wiring
@@ -74,15 +73,6 @@ class UpscaleModels:
         return self._loaded[scale]
 
 
-def model_path_from_env(env: dict[str, str] | None = None) -> Callable[[int], Path]:
-    """``ATELIER_UPSCALE_MODEL``: a path with ``{scale}`` in it (the models baked into the image)."""
-    env = dict(os.environ if env is None else env)
-    template = env.get("ATELIER_UPSCALE_MODEL", "")
-    if "{scale}" not in template:
-        raise ConfigError("ATELIER_UPSCALE_MODEL must be a model path containing {scale}")
-    return lambda scale: Path(template.format(scale=scale))
-
-
 def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = None) -> Callable[..., Any]:
     """The function the worker runs per message (an S3 "Object Created" event from EventBridge).
 
@@ -134,25 +124,22 @@ def failure_marker(app: wiring.Adapters) -> Callable[[str, str, str], None]:
 
 
 def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | None = None) -> int:
-    """``atelier worker``: consume the upscale queue until SIGTERM (or until it is idle)."""
+    """The worker's composition root: consume the upscale queue until SIGTERM (or until it is idle)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    url = queue_url or os.environ.get("ATELIER_UPSCALE_QUEUE_URL", "")
-    if not url:
-        raise ConfigError("set ATELIER_UPSCALE_QUEUE_URL (or pass --queue-url)")
+    settings = WorkerSettings.from_env(queue_url=queue_url)
     app = wiring.build(AppConfig.from_env(idempotency=False))
-    models = UpscaleModels(model_path_from_env())
-    wait = int(os.environ.get("ATELIER_WORKER_WAIT_SECONDS", "20"))
-    queue = SqsJobQueue(app.sqs, url, wait_seconds=wait)
+    models = UpscaleModels(settings.model_path)
+    queue = SqsJobQueue(app.sqs, settings.queue_url, wait_seconds=settings.wait_seconds)
     redrive = queue.redrive()
     worker = Worker(
         queue,
         build_job(app, models, tile),
         max_receives=redrive[1] if redrive else None,
         on_failure=failure_marker(app),
-        visibility=int(os.environ.get("ATELIER_WORKER_VISIBILITY", "300")),
-        heartbeat=float(os.environ.get("ATELIER_WORKER_HEARTBEAT", "60")),
-        retry_delay=int(os.environ.get("ATELIER_WORKER_RETRY_DELAY", "30")),
-        grace=int(os.environ.get("ATELIER_WORKER_GRACE", "20")),
+        visibility=settings.visibility,
+        heartbeat=settings.heartbeat,
+        retry_delay=settings.retry_delay,
+        grace=settings.grace,
     )
     worker.install_signal_handlers()
     stats = worker.run(until_idle=until_idle)

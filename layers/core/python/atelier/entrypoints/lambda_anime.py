@@ -11,14 +11,13 @@ container, on first use, on the execution path ``ATELIER_ANIME_PROVIDER`` names 
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from atelier.config import ConfigError
+from atelier.config import AnimeSettings, ConfigError
 from atelier.domain import options
 from atelier.domain.errors import JobFailed
 from atelier.entrypoints import wiring
@@ -47,7 +46,7 @@ def variant(key: str, metadata: dict[str, str], default: str) -> str:
     return wanted if wanted in known else default
 
 
-def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, str]:
+def model_file(name: str, settings: AnimeSettings, s3: Any = None) -> tuple[Path, str]:
     """The checked ONNX file of ``name`` and its SHA-256.
 
     A model that is not installed, has no pinned hash, or does not match it raises JobFailed: no retry
@@ -59,15 +58,14 @@ def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, st
     try:
         if recorded and local.exists():
             return obtain_model_file(name, sha256=recorded, package_dir=models.cache_dir()), recorded
-        pins = json.loads(env.get("ATELIER_MODEL_SHA256", "{}") or "{}")
-        sha = pins.get(name) or models.get(name).sha256
+        sha = settings.model_pins.get(name) or models.get(name).sha256
         if not sha:
             raise JobFailed(
                 "model_unpinned",
                 f"the anime model {name} has no SHA-256 to check it against: pin it in the AnimeModelHashes "
                 "parameter (ATELIER_MODEL_SHA256) or the manifest, or choose another model",
             )
-        prefix = env.get("ATELIER_MODEL_PREFIX", "")
+        prefix = settings.model_prefix
         if not prefix:
             raise JobFailed(
                 "model_unavailable", f"the anime model {name} is not installed and no model prefix is set"
@@ -76,7 +74,7 @@ def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, st
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound", "403"):
             raise
-        where = f"{env.get('ATELIER_MODEL_PREFIX', '').rstrip('/')}/{name}/model.fp32.onnx"
+        where = f"{settings.model_prefix.rstrip('/')}/{name}/model.fp32.onnx"
         raise JobFailed(
             "model_unavailable",
             f"the anime model {name} is not installed: put its ONNX file at {where} "
@@ -86,12 +84,10 @@ def model_file(name: str, env: dict[str, str], s3: Any = None) -> tuple[Path, st
         raise JobFailed("model_mismatch", f"the anime model {name} failed its check: {exc}") from None
 
 
-def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] | None = None) -> Handler:
+def anime_handler(adapters: wiring.Adapters | None = None, env: Mapping[str, str] | None = None) -> Handler:
     """Build the anime handler (models load lazily, once per container and variant)."""
-    env = dict(os.environ if env is None else env)
-    default = env.get("ATELIER_ANIME_MODEL", "face_paint_512_v2")
-    max_side = int(env.get("ATELIER_ANIME_MAX_SIDE", "1024"))
-    provider = env.get("ATELIER_ANIME_PROVIDER", "auto")
+    settings = AnimeSettings.from_env(env)
+    default, max_side, provider = settings.default_model, settings.max_side, settings.provider
     if provider not in PROVIDERS:
         raise ConfigError(f"ATELIER_ANIME_PROVIDER={provider!r} is not one of {', '.join(PROVIDERS)}")
     if default not in anime_models():
@@ -102,7 +98,7 @@ def anime_handler(adapters: wiring.Adapters | None = None, env: dict[str, str] |
     def resolver(key: str, metadata: dict[str, str]) -> StyleJob:
         name = variant(key, metadata, default)
         if name not in loaded:
-            path, sha = model_file(name, env, app.s3)
+            path, sha = model_file(name, settings, app.s3)
             loaded[name] = (load_model(path, max_side=max_side, provider=provider), sha)
         model, sha = loaded[name]
         # the model's own metadata says whether its weights are trained; else the manifest does

@@ -1,13 +1,15 @@
 """The one place that builds AWS clients and plugs the adapters into the core.
 
-Endpoints come from the standard ``AWS_ENDPOINT_URL*`` variables, so the same code runs against real AWS,
-LocalStack, or the local stack of :mod:`atelier_dev.local`.
+Each entry point's factory (its composition root) calls :func:`build` once per container and takes every
+client and adapter it uses from the result. Endpoints come from the standard ``AWS_ENDPOINT_URL*``
+variables, read by botocore itself, so the same code runs against real AWS, LocalStack, or the local stack
+of :mod:`atelier_dev.local`.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -25,12 +27,14 @@ from atelier.ports import DeadLetters
 
 # Standard retry mode retries throttling and 5xx with backoff; what is left after it reaches the handler
 # as a TransientStoreError and Lambda's own retries take over.
-CLIENT_CONFIG = Config(
-    retries={"max_attempts": 4, "mode": "standard"},
-    connect_timeout=3,
-    read_timeout=20,
-    s3={"addressing_style": "path" if os.environ.get("ATELIER_S3_PATH_STYLE") == "1" else "auto"},
-)
+CLIENT_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=20)
+
+
+def client_config(config: AppConfig, **extra: Any) -> Config:
+    """The project's retry and timeout settings, with the configured S3 addressing style."""
+    return CLIENT_CONFIG.merge(
+        Config(s3={"addressing_style": "path" if config.s3_path_style else "auto"}, **extra)
+    )
 
 
 @dataclass
@@ -46,19 +50,26 @@ class Adapters:
     cache: Cache | None
     sqs: Any
     dead_letters: DeadLetters | None
+    _session: Any = field(default=None, repr=False)
 
+    @cached_property
+    def presigner(self) -> Any:
+        """An S3 client like ``s3`` (same region and endpoint) that signs with SigV4, built on first use.
 
-def client(service: str) -> Any:
-    """A boto3 client with the project's retry and timeout settings."""
-    return boto3.session.Session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+        SigV4 is what every region accepts and what signs ``response-content-disposition`` correctly.
+        """
+        config = client_config(self.config, signature_version="s3v4")
+        session = self._session or boto3.session.Session()
+        return session.client("s3", region_name=self.s3.meta.region_name, config=config)
 
 
 def build(config: AppConfig | None = None) -> Adapters:
-    """Build clients and adapters from the environment."""
+    """Build clients and adapters from the configuration (by default, the environment's)."""
     config = config or AppConfig.from_env()
-    s3 = client("s3")
-    dynamodb = client("dynamodb")
-    sqs = client("sqs")
+    session = boto3.session.Session()
+    s3 = session.client("s3", config=client_config(config))
+    dynamodb = session.client("dynamodb", config=client_config(config))
+    sqs = session.client("sqs", config=client_config(config))
     status = DynamoStatusStore(dynamodb, config.status_table)
     return Adapters(
         config=config,
@@ -70,6 +81,7 @@ def build(config: AppConfig | None = None) -> Adapters:
         cache=_cache(config, dynamodb),
         sqs=sqs,
         dead_letters=SqsDeadLetters(sqs, config.dead_letter_queue) if config.dead_letter_queue else None,
+        _session=session,
     )
 
 

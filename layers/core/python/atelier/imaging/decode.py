@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from atelier.config import read_limits
 from atelier.domain.errors import ImageRejected
 from atelier.domain.limits import Limits
 from atelier.imaging import container
@@ -53,7 +54,7 @@ class Decoded:
 
 def inspect(data: bytes, limits: Limits | None = None) -> ImageInfo:
     """Probe and check the caps without decoding."""
-    limits = limits or Limits.from_env()
+    limits = limits or read_limits()
     if len(data) > limits.max_bytes:
         raise_too_large(len(data), limits)
     info = probe(data, len(data))
@@ -85,7 +86,7 @@ def read_whole(
 
 def decode(data: bytes, limits: Limits | None = None, info: ImageInfo | None = None) -> Decoded:
     """Decode JPEG, PNG or WebP bytes into a working image, or raise ImageRejected."""
-    limits = limits or Limits.from_env()
+    limits = limits or read_limits()
     info, box, budget = read_whole(data, limits, info)
     warnings = list(box.warnings)
     reduction = 1

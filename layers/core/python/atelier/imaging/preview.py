@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atelier.config import read_limits
 from atelier.domain.errors import ImageRejected
 from atelier.domain.limits import Limits
 from atelier.imaging import container
@@ -41,7 +42,7 @@ def preview(
 ) -> tuple[np.ndarray, ImageInfo]:
     """The image as 8-bit BGR, oriented, at most ``pixels`` pixels, and its header with the orientation the
     whole file gives; or raise ImageRejected."""
-    limits = limits or Limits.from_env()
+    limits = limits or read_limits()
     native = {"png": _png_library, "webp": _libwebp}.get(info.format if info else sniff(data[:64]))
     if native is not None and native() is None:  # a native part is missing: decode in full, then reduce
         decoded = decode(data, replace(limits, working_pixels=pixels), info)

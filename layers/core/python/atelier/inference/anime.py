@@ -23,11 +23,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from atelier.config import model_tmp_dir
 from atelier.inference.models import sha256_file
 
 DEFAULT_MAX_SIDE = 1024
 MIN_SIDE = 32  # the generator's 7x7 reflection pads and two stride-2 stages need a few pixels
-DEFAULT_TMP_DIR = Path(os.environ.get("ATELIER_MODEL_TMP", "/tmp/atelier-models"))
 
 SESSIONS_CREATED = 0  # how many AnimeModels this process has built (see load_model)
 _CACHE: dict[tuple[Any, ...], AnimeModel] = {}
@@ -328,7 +328,7 @@ def obtain_model_file(
             return candidate
     if not s3_uri:
         raise FileNotFoundError(f"model {name} is not in the package and no S3 model prefix is set")
-    target = Path(tmp_dir or DEFAULT_TMP_DIR) / name / filename
+    target = Path(tmp_dir or model_tmp_dir()) / name / filename
     if target.exists() and sha256_file(target) == sha256.lower():
         return target
     bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")

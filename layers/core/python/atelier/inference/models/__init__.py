@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from atelier.config import model_cache_dir
+
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
-ENV_MODEL_DIR = "ATELIER_MODEL_DIR"
 LAYOUTS = ("NCHW", "NHWC")
 SHA256_STATUSES = ("pinned", "unpinned", "built")
 FORMATS = ("pytorch_state_dict", "onnx", "dev")
@@ -175,9 +175,8 @@ def get(name: str) -> ModelEntry:
 
 
 def cache_dir() -> Path:
-    """The local model cache: $ATELIER_MODEL_DIR, else ~/.cache/atelier/models."""
-    env = os.environ.get(ENV_MODEL_DIR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "atelier" / "models"
+    """The local model cache (``ATELIER_MODEL_DIR``, else ~/.cache/atelier/models)."""
+    return model_cache_dir()
 
 
 def model_dir(name: str, root: Path | None = None) -> Path:
@@ -225,7 +224,6 @@ def untrained_notice(info: dict[str, Any] | None) -> str:
 
 
 __all__ = [
-    "ENV_MODEL_DIR",
     "MANIFEST_PATH",
     "ModelEntry",
     "cache_dir",
