@@ -183,6 +183,9 @@ def test_the_anime_image_function_differs_from_the_zip_one_only_in_packaging(pro
     zipped, imaged = resources["AnimeFunction"], resources["AnimeImageFunction"]
     assert (zipped["Condition"], imaged["Condition"]) == ("AnimeFromZip", "AnimeFromImage")
     assert [f.logical_id for f in project.functions()].count("AnimeFunction") == 1  # the default: zip
+    # the image function's rule, made by the transform under its condition, is not the zip function's
+    anime = next(f for f in project.functions() if f.logical_id == "AnimeFunction")
+    assert [rule.name for rule in anime.event_rules] == ["Upload"]
     packaging = {"CodeUri", "Handler", "Runtime", "Layers", "PackageType", "ImageUri", "Description"}
     same = {k: v for k, v in zipped["Properties"].items() if k not in packaging}
     assert same == {k: v for k, v in imaged["Properties"].items() if k not in packaging}
@@ -191,6 +194,16 @@ def test_the_anime_image_function_differs_from_the_zip_one_only_in_packaging(pro
     dockerfile = (ROOT / "infra" / "anime-image" / "Dockerfile").read_text()
     assert f'CMD ["{zipped["Properties"]["Handler"]}"]' in dockerfile
     assert "-r /tmp/req/infra/anime-image/requirements.txt" in dockerfile
+
+
+def test_project_is_read_after_the_sam_transform(project: LocalTemplate) -> None:
+    types = {res["Type"] for res in project.resources.values()}
+    assert not {t for t in types if t.startswith("AWS::Serverless::")}
+    assert {"AWS::Lambda::Function", "AWS::Lambda::EventInvokeConfig", "AWS::Events::Rule"} <= types
+    # rules() holds the rules the template writes; a function's own come with the function
+    assert [rule.logical_id for rule in project.rules()] == ["UpscaleRule"]
+    # properties() is the template as written: the API's routes are its function's HttpApi events
+    assert project.properties("ApiFunction")["Events"]["CreateUpload"]["Type"] == "HttpApi"
 
 
 def test_project_environment_and_outputs(project: LocalTemplate) -> None:
@@ -379,7 +392,7 @@ Resources:
   Zipped:
     Type: AWS::Serverless::Function
     Condition: FromZip
-    Properties: {CodeUri: src/, Handler: app.handler}
+    Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
   Imaged:
     Type: AWS::Serverless::Function
     Condition: FromImage
@@ -391,6 +404,12 @@ def test_functions_follow_their_conditions_and_refuse_images() -> None:
     assert [f.logical_id for f in inline(PACKAGED).functions()] == ["Zipped"]
     with pytest.raises(TemplateError, match="Imaged: a container image function does not run on the local"):
         inline(PACKAGED, parameters={"ImageUri": "1.dkr.ecr.eu-west-1.amazonaws.com/a:1"}).functions()
+
+
+def test_what_the_sam_transform_refuses_is_a_template_error() -> None:
+    unpackaged = PACKAGED.replace(", Runtime: python3.12", "")
+    with pytest.raises(TemplateError, match=r"\[Zipped\].*Runtime and Handler"):
+        inline(unpackaged).functions()
 
 
 def test_functions_merge_globals_and_resolve() -> None:
@@ -411,9 +430,14 @@ def test_functions_merge_globals_and_resolve() -> None:
         render.on_failure is not None
         and render.on_failure.arn == "arn:aws:sqs:eu-west-1:111122223333:st-failures"
     )
+    assert render.on_failure.type == "SQS"  # from the ARN, as Lambda tells a destination's type
     assert render.on_success is not None and render.on_success.arn.endswith(":st-jobs")
-    assert render.event_rules[0].pattern["detail"]["object"]["key"] == [{"prefix": "in/"}]
-    assert render.sqs_events[0].queue_arn.endswith(":st-jobs") and render.sqs_events[0].batch_size == 1
+    # the rule and the event source mapping the transform makes of the events, named as the events
+    assert [(r.name, r.pattern["detail"]["object"]["key"]) for r in render.event_rules] == [
+        ("Upload", [{"prefix": "in/"}])
+    ]
+    (work,) = render.sqs_events
+    assert work.name == "Work" and work.queue_arn.endswith(":st-jobs") and work.batch_size == 1
     # Lambda's defaults apply where the template says nothing.
     assert plain.handler_file == Path("/srv/app/other/app.py")
     assert plain.memory_size == 128
@@ -422,6 +446,8 @@ def test_functions_merge_globals_and_resolve() -> None:
 
 def test_events_rules_with_sqs_targets() -> None:
     t = inline(FUNCTIONS, stack_name="st")
+    # only the rule the template writes: the one made of Render's Upload event is Render's event_rules
+    assert "RenderUpload" in t.resources
     (rule,) = t.rules()
     assert rule.pattern == {"source": ["aws.s3"], "detail-type": ["Object Created"]}
     assert rule.target_arns == ("arn:aws:sqs:us-east-1:000000000000:st-jobs",)

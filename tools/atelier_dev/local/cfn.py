@@ -1,17 +1,32 @@
-"""Read a SAM/CloudFormation template and resolve it against local physical names."""
+"""Read a SAM/CloudFormation template for the local stack and resolve it against local physical names.
+
+Libraries do the reading: cfn-lint's decoder parses the YAML or JSON with CloudFormation's short tags
+(``!Ref``, ``!GetAtt``, ...), and aws-sam-translator turns the ``AWS::Serverless::*`` resources, with their
+``Globals``, ``Events`` and ``EventInvokeConfig``, into the plain CloudFormation that would be deployed. What
+is written here is what no library does offline: evaluating ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``
+and the other intrinsic functions against the names, ARNs and URLs the local stack gives the resources, and
+reading the plain resources (``AWS::Lambda::Function``, ``AWS::Lambda::EventInvokeConfig``,
+``AWS::Events::Rule``, ``AWS::Lambda::EventSourceMapping``, buckets, tables, queues) into specs.
+"""
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
+import boto3
+from cfnlint.decode import decode_str
+from samtranslator.model.exceptions import ExceptionWithMessage, InvalidDocumentException
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
@@ -21,58 +36,23 @@ DEFAULT_STACK = "atelier-local"
 DEFAULT_MAX_RETRY_ATTEMPTS = 2
 DEFAULT_MAX_EVENT_AGE = 21600
 
-_SHORT_TAGS = {
-    "!Ref": "Ref",
-    "!Condition": "Condition",
-    "!Sub": "Fn::Sub",
-    "!GetAtt": "Fn::GetAtt",
-    "!FindInMap": "Fn::FindInMap",
-    "!If": "Fn::If",
-    "!Join": "Fn::Join",
-    "!Select": "Fn::Select",
-    "!Split": "Fn::Split",
-    "!Equals": "Fn::Equals",
-    "!Not": "Fn::Not",
-    "!And": "Fn::And",
-    "!Or": "Fn::Or",
-    "!GetAZs": "Fn::GetAZs",
-    "!ImportValue": "Fn::ImportValue",
-    "!Base64": "Fn::Base64",
-    "!Cidr": "Fn::Cidr",
-    "!Transform": "Fn::Transform",
-}
+# The SAM transform takes code only as S3 locations: a local folder goes through it as s3://<this>/<folder>.
+LOCAL_CODE_BUCKET = "atelier-local-code"
 
 _SUB_VAR = re.compile(r"\$\{([^}]*)\}")
+
+# A destination's type, as Lambda tells it from the ARN's service.
+_DESTINATION_TYPES = {
+    "lambda": "Lambda",
+    "sqs": "SQS",
+    "sns": "SNS",
+    "events": "EventBridge",
+    "s3": "S3Bucket",
+}
 
 
 class TemplateError(ValueError):
     """The template cannot be read or resolved for the local stack."""
-
-
-class CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that turns CloudFormation short tags into their long ``{"Fn::...": ...}`` form."""
-
-
-def _make_constructor(name: str) -> Any:
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        value: Any
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-            if name == "Fn::GetAtt" and isinstance(value, str):
-                value = value.split(".", 1)
-            elif name == "Fn::GetAZs" and value is None:
-                value = ""
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        return {name: value}
-
-    return construct
-
-
-for _tag, _name in _SHORT_TAGS.items():
-    CfnLoader.add_constructor(_tag, _make_constructor(_name))
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
@@ -82,11 +62,36 @@ def load_template(path: str | Path) -> dict[str, Any]:
 
 
 def loads_template(text: str) -> dict[str, Any]:
-    """Parse template text (YAML or JSON) with the CloudFormation short tags understood."""
-    data = yaml.load(text, Loader=CfnLoader)
+    """Parse template text (YAML or JSON) with cfn-lint's decoder, as plain dicts, lists and scalars."""
+    data, matches = decode_str(text)
+    if matches:
+        raise TemplateError("; ".join(str(m.message) for m in matches))
     if not isinstance(data, dict):
         raise TemplateError("a template must be a mapping at its top level")
-    return data
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain
+
+
+def sam_transform(template: Mapping[str, Any], parameters: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """The plain CloudFormation that aws-sam-translator makes of a SAM template, offline.
+
+    Local ``CodeUri``/``ContentUri`` folders go through as ``s3://LOCAL_CODE_BUCKET/<folder>`` (the
+    transform takes S3 locations only); managed policies named in ``Policies`` are not looked up.
+    """
+    sam = copy.deepcopy(dict(template))
+    sections = [res.get("Properties") for res in (sam.get("Resources") or {}).values()]
+    sections += list((sam.get("Globals") or {}).values())
+    for props in sections:
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props, dict) and isinstance(props.get(key), str) and "://" not in props[key]:
+                props[key] = f"s3://{LOCAL_CODE_BUCKET}/{props[key]}"
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    try:
+        return translator.translate(sam, dict(parameters), get_managed_policy_map=dict)
+    except InvalidDocumentException as exc:
+        raise TemplateError("; ".join(cause.message for cause in exc.causes)) from exc
+    except ExceptionWithMessage as exc:
+        raise TemplateError(exc.message) from exc
 
 
 def find_template(start: str | Path | None = None) -> Path:
@@ -156,7 +161,7 @@ class Destination:
 
 @dataclass(frozen=True)
 class EventRule:
-    """An ``EventBridgeRule`` event source of a function."""
+    """An ``AWS::Events::Rule`` that the transform made of a function's ``EventBridgeRule`` event."""
 
     name: str
     pattern: dict[str, Any]
@@ -164,7 +169,7 @@ class EventRule:
 
 @dataclass(frozen=True)
 class SqsEventSource:
-    """An ``SQS`` event source of a function."""
+    """An ``AWS::Lambda::EventSourceMapping`` of a function on an SQS queue."""
 
     name: str
     queue_arn: str
@@ -173,7 +178,7 @@ class SqsEventSource:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """An ``AWS::Serverless::Function`` merged with ``Globals.Function`` and resolved."""
+    """An ``AWS::Lambda::Function`` (a SAM function after the transform) with its event sources, resolved."""
 
     logical_id: str
     name: str
@@ -207,7 +212,11 @@ class RuleSpec:
 
 @dataclass
 class LocalTemplate:
-    """A template resolved for the local stack: names, ARNs, URLs and parameter defaults."""
+    """A template resolved for the local stack: names, ARNs, URLs and parameter defaults.
+
+    ``template`` is the template as written; ``cfn`` is the plain CloudFormation the SAM transform makes
+    of it, which the names, the intrinsic functions and the specs are read from.
+    """
 
     template: dict[str, Any]
     base_dir: Path
@@ -225,22 +234,39 @@ class LocalTemplate:
 
     # --- basics --------------------------------------------------------------------------------------
 
-    @property
-    def resources(self) -> dict[str, dict[str, Any]]:
-        """The template's Resources section."""
+    @cached_property
+    def cfn(self) -> dict[str, Any]:
+        """The plain CloudFormation of the template (SAM resources transformed, the rest as written)."""
         resources = self.template.get("Resources") or {}
         if not isinstance(resources, dict):
             raise TemplateError("Resources must be a mapping")
+        if not any(str(res.get("Type", "")).startswith("AWS::Serverless::") for res in resources.values()):
+            return self.template
+        return sam_transform(self.template, self.parameters, self.region)
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """The Resources of the plain CloudFormation."""
+        resources: dict[str, dict[str, Any]] = self.cfn.get("Resources") or {}
         return resources
 
     def resources_of(self, resource_type: str) -> list[tuple[str, dict[str, Any]]]:
-        """(logical id, resource) pairs of one type, in template order."""
-        return [(lid, res) for lid, res in self.resources.items() if res.get("Type") == resource_type]
+        """(logical id, resource) pairs of one type in the plain CloudFormation whose condition holds."""
+        return [
+            (lid, res)
+            for lid, res in self.resources.items()
+            if res.get("Type") == resource_type
+            and ("Condition" not in res or self.condition(_to_str(res["Condition"])))
+        ]
 
     def properties(self, logical_id: str) -> dict[str, Any]:
-        """A resource's Properties (empty when it has none)."""
-        props = self.resources[logical_id].get("Properties") or {}
-        return dict(props)
+        """A resource's Properties as the template writes them (a SAM resource's, before the transform)."""
+        res = (self.template.get("Resources") or {}).get(logical_id) or self.resources[logical_id]
+        return dict(res.get("Properties") or {})
+
+    def cfn_properties(self, logical_id: str) -> dict[str, Any]:
+        """A resource's Properties in the plain CloudFormation (empty when it has none)."""
+        return dict(self.resources[logical_id].get("Properties") or {})
 
     def parameter_value(self, name: str) -> str:
         """A parameter's local value: an override, else its Default, as a string (as Ref returns)."""
@@ -265,7 +291,6 @@ class LocalTemplate:
             "AWS::S3::Bucket": "BucketName",
             "AWS::DynamoDB::Table": "TableName",
             "AWS::SQS::Queue": "QueueName",
-            "AWS::Serverless::Function": "FunctionName",
             "AWS::Lambda::Function": "FunctionName",
             "AWS::Events::Rule": "Name",
             "AWS::Logs::LogGroup": "LogGroupName",
@@ -289,7 +314,7 @@ class LocalTemplate:
             return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
         if res_type == "AWS::SQS::Queue":
             return f"arn:aws:sqs:{region}:{account}:{name}"
-        if res_type in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+        if res_type == "AWS::Lambda::Function":
             return f"arn:aws:lambda:{region}:{account}:function:{name}"
         if res_type == "AWS::Events::Rule":
             return f"arn:aws:events:{region}:{account}:rule/{name}"
@@ -353,7 +378,7 @@ class LocalTemplate:
 
     def condition(self, name: str) -> bool:
         """Evaluate a named condition of the Conditions section."""
-        conditions = self.template.get("Conditions") or {}
+        conditions = self.cfn.get("Conditions") or {}
         if name not in conditions:
             raise TemplateError(f"unknown condition {name}")
         return bool(self.resolve(conditions[name]))
@@ -413,7 +438,7 @@ class LocalTemplate:
     def _fn_find_in_map(self, arg: Any) -> Any:
         map_name, top, second = (self._resolve(a) for a in arg[:3])
         try:
-            return self.template["Mappings"][map_name][top][second]
+            return self.cfn["Mappings"][map_name][top][second]
         except (KeyError, TypeError) as exc:
             if len(arg) > 3 and isinstance(arg[3], dict) and "DefaultValue" in arg[3]:
                 return self._resolve(arg[3]["DefaultValue"])
@@ -473,7 +498,7 @@ class LocalTemplate:
         """Every ``AWS::S3::Bucket``."""
         out = []
         for lid, _res in self.resources_of("AWS::S3::Bucket"):
-            props = self.properties(lid)
+            props = self.cfn_properties(lid)
             eb = (props.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration") or {}
             enabled = _truthy(self.resolve(eb.get("EventBridgeEnabled", False)))
             out.append(BucketSpec(lid, self.name_of(lid), enabled))
@@ -483,7 +508,7 @@ class LocalTemplate:
         """Every ``AWS::DynamoDB::Table`` as ``create_table`` keyword arguments plus its TTL attribute."""
         out = []
         for lid, _res in self.resources_of("AWS::DynamoDB::Table"):
-            props = self.resolve(self.properties(lid))
+            props = self.resolve(self.cfn_properties(lid))
             kwargs: dict[str, Any] = {
                 "TableName": self.name_of(lid),
                 "AttributeDefinitions": props["AttributeDefinitions"],
@@ -521,7 +546,7 @@ class LocalTemplate:
     def queues(self) -> list[QueueSpec]:
         """Every ``AWS::SQS::Queue``, dead-letter targets before the queues that name them."""
         queue_ids = [lid for lid, _ in self.resources_of("AWS::SQS::Queue")]
-        deps = {lid: _references(self.properties(lid)) & set(queue_ids) - {lid} for lid in queue_ids}
+        deps = {lid: _references(self.cfn_properties(lid)) & set(queue_ids) - {lid} for lid in queue_ids}
         ordered: list[str] = []
         visiting: set[str] = set()
 
@@ -540,7 +565,7 @@ class LocalTemplate:
             visit(lid)
         out = []
         for lid in ordered:
-            props = self.resolve(self.properties(lid))
+            props = self.resolve(self.cfn_properties(lid))
             attributes: dict[str, str] = {}
             for key in (
                 "VisibilityTimeout",
@@ -567,56 +592,37 @@ class LocalTemplate:
         return out
 
     def functions(self) -> list[FunctionSpec]:
-        """Every ``AWS::Serverless::Function`` whose condition holds, with ``Globals.Function``, resolved.
+        """Every ``AWS::Lambda::Function`` whose condition holds, with its event sources, resolved.
 
         Functions run in this process, so a container image function is refused: its image needs Docker.
         """
-        globals_fn = ((self.template.get("Globals") or {}).get("Function")) or {}
         out = []
-        for lid, res in self.resources_of("AWS::Serverless::Function"):
-            if "Condition" in res and not self.condition(_to_str(res["Condition"])):
-                continue
-            merged = _merge_globals(globals_fn, self.properties(lid))
-            props = self.resolve(merged)
-            if props.get("PackageType") == "Image":
+        for lid, _res in self.resources_of("AWS::Lambda::Function"):
+            props = self.resolve(self.cfn_properties(lid))
+            code = props.get("Code") or {}
+            if props.get("PackageType") == "Image" or "ImageUri" in code:
                 raise TemplateError(f"{lid}: a container image function does not run on the local stack")
             handler = _to_str(props.get("Handler") or "")
             if not handler or "." not in handler:
                 raise TemplateError(f"{lid}: Handler must look like 'module.function', got {handler!r}")
-            code_uri = props.get("CodeUri") or "."
-            if not isinstance(code_uri, str):
-                raise TemplateError(f"{lid}: CodeUri must be a local folder locally, got {code_uri!r}")
-            code_dir = (self.base_dir / code_uri).resolve()
+            if code.get("S3Bucket") != LOCAL_CODE_BUCKET:
+                raise TemplateError(f"{lid}: CodeUri must be a local folder locally, got {code!r}")
+            code_dir = (self.base_dir / _to_str(code["S3Key"])).resolve()
             module, attr = handler.rsplit(".", 1)
-            handler_file = code_dir / (module.replace(".", "/") + ".py")
             variables = ((props.get("Environment") or {}).get("Variables")) or {}
-            environment = {k: _to_str(v) for k, v in variables.items()}
-            invoke = props.get("EventInvokeConfig") or {}
+            name, arn = self.name_of(lid), self.arn_of(lid)
+            invoke = self._invoke_config({name, arn})
             destinations = invoke.get("DestinationConfig") or {}
-            event_rules: list[EventRule] = []
-            sqs_events: list[SqsEventSource] = []
-            for event_name, event in (props.get("Events") or {}).items():
-                event_props = event.get("Properties") or {}
-                if event.get("Type") == "EventBridgeRule":
-                    event_rules.append(EventRule(event_name, _pattern(event_props.get("Pattern"))))
-                elif event.get("Type") == "SQS":
-                    sqs_events.append(
-                        SqsEventSource(
-                            event_name,
-                            _to_str(event_props["Queue"]),
-                            int(event_props.get("BatchSize", 10)),
-                        )
-                    )
             out.append(
                 FunctionSpec(
                     logical_id=lid,
-                    name=self.name_of(lid),
-                    arn=self.arn_of(lid),
+                    name=name,
+                    arn=arn,
                     code_dir=code_dir,
                     handler=handler,
-                    handler_file=handler_file,
+                    handler_file=code_dir / (module.replace(".", "/") + ".py"),
                     handler_attr=attr,
-                    environment=environment,
+                    environment={k: _to_str(v) for k, v in variables.items()},
                     memory_size=int(props.get("MemorySize", 128)),
                     timeout=int(props.get("Timeout", 3)),
                     runtime=props.get("Runtime"),
@@ -624,17 +630,57 @@ class LocalTemplate:
                     max_event_age=int(invoke.get("MaximumEventAgeInSeconds", DEFAULT_MAX_EVENT_AGE)),
                     on_failure=_destination(destinations.get("OnFailure")),
                     on_success=_destination(destinations.get("OnSuccess")),
-                    event_rules=tuple(event_rules),
-                    sqs_events=tuple(sqs_events),
+                    event_rules=tuple(self._event_rules(lid, arn)),
+                    sqs_events=tuple(self._sqs_sources(lid, {name, arn})),
                 )
             )
         return out
 
-    def rules(self) -> list[RuleSpec]:
-        """Every ``AWS::Events::Rule`` with an EventPattern, and its target ARNs."""
+    def _invoke_config(self, function: set[str]) -> dict[str, Any]:
+        """The resolved ``AWS::Lambda::EventInvokeConfig`` of a function (its name or ARN), or ``{}``."""
+        for lid, _res in self.resources_of("AWS::Lambda::EventInvokeConfig"):
+            props = self.resolve(self.cfn_properties(lid))
+            if _to_str(props.get("FunctionName")) in function:
+                return dict(props)
+        return {}
+
+    def _event_rules(self, function_id: str, arn: str) -> list[EventRule]:
+        """The rules the SAM transform made of a function's ``EventBridgeRule`` events, by event name."""
         out = []
         for lid, _res in self.resources_of("AWS::Events::Rule"):
-            props = self.resolve(self.properties(lid))
+            if self._written(lid):
+                continue
+            props = self.resolve(self.cfn_properties(lid))
+            if "EventPattern" in props and arn in (_to_str(t["Arn"]) for t in props.get("Targets") or []):
+                event = lid.removeprefix(function_id) or lid
+                out.append(EventRule(event, _pattern(props["EventPattern"])))
+        return out
+
+    def _sqs_sources(self, function_id: str, function: set[str]) -> list[SqsEventSource]:
+        """A function's ``AWS::Lambda::EventSourceMapping`` on SQS queues (named as the SAM events)."""
+        out = []
+        for lid, _res in self.resources_of("AWS::Lambda::EventSourceMapping"):
+            props = self.resolve(self.cfn_properties(lid))
+            source = _to_str(props.get("EventSourceArn", ""))
+            if _to_str(props.get("FunctionName")) in function and source.startswith("arn:aws:sqs:"):
+                event = lid.removeprefix(function_id) or lid
+                out.append(SqsEventSource(event, source, int(props.get("BatchSize", 10))))
+        return out
+
+    def _written(self, logical_id: str) -> bool:
+        """Whether the template writes this resource itself (rather than the SAM transform making it)."""
+        return logical_id in (self.template.get("Resources") or {})
+
+    def rules(self) -> list[RuleSpec]:
+        """Every ``AWS::Events::Rule`` the template writes with an EventPattern, and its target ARNs.
+
+        The rules the SAM transform makes of a function's events are that function's ``event_rules``.
+        """
+        out = []
+        for lid, _res in self.resources_of("AWS::Events::Rule"):
+            if not self._written(lid):
+                continue
+            props = self.resolve(self.cfn_properties(lid))
             if "EventPattern" not in props:
                 continue
             targets = tuple(_to_str(t["Arn"]) for t in props.get("Targets") or [])
@@ -651,8 +697,7 @@ class LocalTemplate:
     def outputs(self) -> dict[str, Any]:
         """The template's Outputs, resolved."""
         return {
-            name: self.resolve(spec.get("Value"))
-            for name, spec in (self.template.get("Outputs") or {}).items()
+            name: self.resolve(spec.get("Value")) for name, spec in (self.cfn.get("Outputs") or {}).items()
         }
 
 
@@ -710,9 +755,12 @@ def _throughput(value: Any) -> dict[str, int]:
 
 
 def _destination(value: Any) -> Destination | None:
+    """An ``OnFailure``/``OnSuccess`` destination; its type is the ARN's, as Lambda tells it."""
     if not value or "Destination" not in value:
         return None
-    return Destination(_to_str(value.get("Type", "")), _to_str(value["Destination"]))
+    arn = _to_str(value["Destination"])
+    service = arn.split(":")[2] if arn.count(":") >= 2 else ""
+    return Destination(_DESTINATION_TYPES.get(service, service), arn)
 
 
 def _pattern(value: Any) -> dict[str, Any]:
@@ -747,21 +795,3 @@ def _references(value: Any) -> set[str]:
             else:
                 found |= _references(v)
     return found
-
-
-def _merge_globals(globals_fn: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
-    """SAM's Globals merge: maps merge (function wins), lists concatenate, scalars are replaced."""
-    merged: dict[str, Any] = dict(globals_fn)
-    for key, value in props.items():
-        base = merged.get(key)
-        if isinstance(base, dict) and isinstance(value, dict) and not _is_intrinsic(value):
-            merged[key] = _merge_globals(base, value)
-        elif isinstance(base, list) and isinstance(value, list):
-            merged[key] = [*base, *value]
-        else:
-            merged[key] = value
-    return merged
-
-
-def _is_intrinsic(value: Mapping[str, Any]) -> bool:
-    return len(value) == 1 and next(iter(value)) in _INTRINSICS
