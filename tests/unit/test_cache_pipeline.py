@@ -19,7 +19,7 @@ from atelier.cache import CachePolicy
 from atelier.domain import status
 from atelier.domain.limits import Limits
 from atelier.domain.status import Board
-from atelier.imaging.styles import CPU_STYLES, get
+from atelier.imaging.styles import get
 from atelier.pipeline import Cache, StyleJob, render_object
 from tests.conftest import MotoAws
 
@@ -47,9 +47,7 @@ class World:
         job = job or sketch_job()
         board = Board(self.status, 86400)
         deadline = int(time.time()) + 60
-        out = render_object(
-            self.store, board, key, etag, job, Limits(), CPU_STYLES, deadline, cache=self.cache
-        )
+        out = render_object(self.store, board, key, etag, job, Limits(), deadline, cache=self.cache)
         return out.as_dict()
 
     def index_items(self) -> int:

@@ -151,7 +151,7 @@ def test_the_marker_leaves_a_job_a_live_copy_holds_but_not_its_own_crashed_claim
     event = put(moto_aws, key)
     app = wiring.build(moto_aws.config())
     head = app.store.head(key)
-    upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
+    upload = keys.describe(key, head.etag, head.metadata)
     fields = status.job_fields(upload, head.etag, head.metadata)
     holder = {**fields, "request_id": "another-copy"}
     app.board.rendering(upload.image_id, "sketch", int(time.time()) + 60, holder)  # it holds the job

@@ -10,6 +10,7 @@ import pytest
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from atelier.domain import keys
 from atelier.imaging import styles
 
 NAMES = styles.CPU_STYLES
@@ -131,3 +132,8 @@ def test_strength_changes_the_look_and_the_fingerprint(name: str, small: np.ndar
 def test_strength_outside_0_to_1_is_rejected(name: str, value: float, small: np.ndarray) -> None:
     with pytest.raises(ValueError, match="strength"):
         styles.get(name).render(small, strength=value)
+
+
+def test_what_all_means_in_the_domain_is_every_cpu_style() -> None:
+    """`incoming/all/` renders keys.ALL_STYLES; the style registry must hold exactly those."""
+    assert keys.ALL_STYLES == styles.CPU_STYLES

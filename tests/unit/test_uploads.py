@@ -147,7 +147,7 @@ def test_malformed_requests_are_refused_saying_which_field(body: Any, field: str
 def test_the_owner_is_the_subject_or_a_digest_of_an_odd_one() -> None:
     assert uploads.owner_id("9f1c2e7a-0d1b-4c55-8f0e-1b2c3d4e5f60") == "9f1c2e7a-0d1b-4c55-8f0e-1b2c3d4e5f60"
     odd = uploads.owner_id("auth0|12345/../x")
-    assert odd == uploads.owner_id("auth0|12345/../x") and keys._OWNER_RE.match(odd) and "/" not in odd
+    assert odd == uploads.owner_id("auth0|12345/../x") and keys.is_owner_id(odd) and "/" not in odd
     with pytest.raises(UploadRefused) as info:
         uploads.owner_id("")
     assert info.value.status == 401
@@ -156,7 +156,7 @@ def test_the_owner_is_the_subject_or_a_digest_of_an_odd_one() -> None:
 def test_the_plan_pins_size_type_metadata_and_a_server_chosen_key() -> None:
     request = uploads.parse_request(GOOD, CPU_STYLES, LIMITS)
     plan = uploads.plan_upload(request, "dev-user", LIMITS, 600)
-    assert keys._ID_RE.match(plan.image_id) and len(plan.image_id) >= 20
+    assert keys.is_image_id(plan.image_id) and len(plan.image_id) >= 20
     assert plan.key == f"incoming/all/u/dev-user/{plan.image_id}/red flower.jpg"
     assert ["content-length-range", GOOD["size"], GOOD["size"]] in plan.conditions
     assert ["starts-with", "$Content-Type", "image/"] in plan.conditions

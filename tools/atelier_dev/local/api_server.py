@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
+from atelier.entrypoints import Handler
 from atelier_dev.local.cfn import LocalTemplate
 from atelier_dev.local.dispatcher import LambdaContext
 from atelier_dev.local.stack import LOOPBACK, LocalStack, StackError
@@ -41,8 +42,6 @@ DEV_USER = "dev-user"
 DEV_USER_HEADER = "X-Atelier-Dev-User"  # local only: act as another user (tests of ownership)
 MAX_API_BODY = 1024 * 1024
 _BEARER = re.compile(r"^Bearer\s+\S+$", re.IGNORECASE)
-
-Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote_plus
 
 import atelier
+from atelier.entrypoints import Handler
 from atelier_dev.local import overlaid
 from atelier_dev.local.cfn import FunctionSpec, LocalTemplate
 from atelier_dev.local.pattern import matches
@@ -40,7 +41,6 @@ from atelier_dev.local.runtime import exit_message
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any], Any], Any]
 Isolation = Literal["thread", "process"]
 
 # The folder that holds the ``atelier`` package, for the children's PYTHONPATH.
@@ -382,7 +382,7 @@ class Dispatcher:
         self._starting = 0
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._saved_env: dict[str, str | None] | None = None
+        self._env_scope: contextlib.ExitStack | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -392,9 +392,9 @@ class Dispatcher:
         Objects present now are delivered when ``replay_existing`` says so; with a ``state_dir`` that a
         dispatcher used before, those not delivered yet (uploads while none ran) are, whatever it says.
         """
-        if self.apply_env and self._saved_env is None:
-            self._saved_env = {k: os.environ.get(k) for k in self.env}
-            os.environ.update(self.env)
+        if self.apply_env and self._env_scope is None:
+            self._env_scope = contextlib.ExitStack()
+            self._env_scope.enter_context(overlaid(os.environ, self.env))
         if not self._load_seen():
             existing = [] if self.replay_existing else [(b, k, e) for b, k, e, _size in self._list_objects()]
             with self._seen_lock:
@@ -440,13 +440,9 @@ class Dispatcher:
         for invocation in unfinished:  # cancelled before they ran, or abandoned while running
             self._finish(invocation, "abandoned")
         self._end_environments(kill=abandon)
-        if self._saved_env is not None:
-            for key, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            self._saved_env = None
+        if self._env_scope is not None:
+            self._env_scope.close()  # restores what the environment held before start()
+            self._env_scope = None
 
     def __enter__(self) -> Dispatcher:
         return self.start()
@@ -583,21 +579,13 @@ class Dispatcher:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {fn.handler_file}")
         module = importlib.util.module_from_spec(spec)
-        function_env = {**self.env, **fn.environment}
-        saved = {k: os.environ.get(k) for k in function_env}
-        os.environ.update(function_env)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            with overlaid(os.environ, {**self.env, **fn.environment}):
+                spec.loader.exec_module(module)
         except BaseException:
             sys.modules.pop(module_name, None)
             raise
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         return module
 
     # --- execution environments ----------------------------------------------------------------------

@@ -120,7 +120,6 @@ def render_object(
     etag: str,
     job: StyleJob,
     limits: Limits,
-    all_styles: tuple[str, ...],
     deadline_at: int,
     cache: Cache | None = None,
     head: ObjectHead | None = None,
@@ -146,7 +145,7 @@ def render_object(
         return Outcome(
             "skipped", job.name, source_key=key, message="the object was replaced; the newer upload renders"
         )
-    upload = keys.describe(key, head.etag, head.metadata, all_styles)
+    upload = keys.describe(key, head.etag, head.metadata)
     if (job.requested_as or job.name) not in upload.styles:
         return Outcome("skipped", job.name, upload.image_id, key, upload.owner, message="style not requested")
     outcome = Outcome("rendering", job.name, upload.image_id, key, upload.owner, head.etag)

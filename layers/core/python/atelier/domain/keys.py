@@ -26,12 +26,25 @@ RENDERS = "renders/"
 PREVIEWS = f"{RENDERS}previews/"  # under renders/, so every grant that reads or writes renders covers them
 PREVIEW_SIDE = 1280  # the long side of a preview rendition, at most
 ALL = "all"
+# What ``incoming/all/`` (and an upload that names no styles) renders: the four CPU styles. The styles
+# themselves live in atelier.imaging.styles, whose CPU_STYLES a test holds equal to this.
+ALL_STYLES: tuple[str, ...] = ("sketch", "pencil", "oil", "watercolor")
 ALL_UPSCALE = "all-upscale"
 UPSCALE = "upscale"
 DROP_IN_OWNER = "bucket"  # the scope that every drop-in upload shares: the bucket owner's
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$")
 _OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+def is_image_id(value: str) -> bool:
+    """Whether ``value`` has the form of an image id (what the API hands out and keys are built from)."""
+    return bool(_ID_RE.match(value))
+
+
+def is_owner_id(value: str) -> bool:
+    """Whether ``value`` has the form of an owner id (safe in a key and in a status item)."""
+    return bool(_OWNER_RE.match(value))
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,9 @@ def is_incoming(key: str) -> bool:
     return key.startswith(INCOMING)
 
 
-def describe(key: str, etag: str, metadata: Mapping[str, str], all_styles: Iterable[str]) -> Upload:
+def describe(
+    key: str, etag: str, metadata: Mapping[str, str], all_styles: Iterable[str] = ALL_STYLES
+) -> Upload:
     """Read an incoming object's image id, owner and requested styles."""
     if not is_incoming(key):
         raise ValueError(f"{key!r} is not under {INCOMING}")
@@ -60,10 +75,10 @@ def describe(key: str, etag: str, metadata: Mapping[str, str], all_styles: Itera
     segment, filename = parts[0], parts[-1]
     meta = {k.lower(): v for k, v in metadata.items()}
     image_id = meta.get("image-id", "")
-    if not _ID_RE.match(image_id):
+    if not is_image_id(image_id):
         image_id = drop_in_image_id(key, etag)
     owner = meta.get("owner", "")
-    if not _OWNER_RE.match(owner):
+    if not is_owner_id(owner):
         owner = DROP_IN_OWNER
     known = tuple(all_styles)
     if meta.get("styles"):

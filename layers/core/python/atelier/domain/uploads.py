@@ -189,7 +189,7 @@ def owner_id(subject: str) -> str:
     """The owner as keys and metadata hold it: the JWT ``sub`` itself, or a digest of it if it is odd."""
     if not subject:
         raise UploadRefused("unauthorized", "the request carries no identity", status=401)
-    if keys._OWNER_RE.match(subject):
+    if keys.is_owner_id(subject):
         return subject
     return "h-" + hashlib.sha256(subject.encode()).hexdigest()[:40]
 
@@ -214,7 +214,7 @@ def plan_upload(
 ) -> UploadPlan:
     """The key, the form fields and the POST policy conditions of one upload."""
     image_id = image_id or new_image_id()
-    if not keys._ID_RE.match(image_id):
+    if not keys.is_image_id(image_id):
         raise ValueError(f"{image_id!r} is not a valid image id")
     if not 1 <= request.size <= limits.max_bytes:
         raise ValueError(f"declared size {request.size} is outside 1..{limits.max_bytes} bytes")

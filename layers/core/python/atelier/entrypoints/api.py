@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,11 +22,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from atelier.config import read_upload_settings
 from atelier.domain import keys, options, status, uploads
 from atelier.domain.uploads import UploadPlan, UploadRefused, UploadSettings
-from atelier.entrypoints import wiring
+from atelier.entrypoints import Handler, wiring
 from atelier.imaging import styles
 from atelier.ports import NotFound, StoreError
 
-Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 SERVICE = "atelier-api"
 LIST_DEFAULT, LIST_MAX = 20, 100  # GET /images: images a page
 
@@ -162,7 +161,7 @@ def api_handler(
         """The caller, the image's items, its view and the time; 404 unless it is the caller's image."""
         owner = caller()
         not_found = UploadRefused("not_found", f"no image {image_id!r}", status=404)
-        if not keys._ID_RE.match(image_id):
+        if not keys.is_image_id(image_id):
             raise not_found
         now = int(time.time())
         items = app.board.items(image_id)

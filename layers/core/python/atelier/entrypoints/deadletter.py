@@ -16,7 +16,7 @@ The records have the shape of Lambda's asynchronous-invoke destination records (
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +26,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from atelier.adapters.aws.s3 import object_of
 from atelier.config import AppConfig, ConfigError, read_function_prefix
 from atelier.domain import keys, status
+from atelier.entrypoints import Handler
 from atelier.imaging import styles
 from atelier.ports import NotFound
 
-Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 STYLES = (*styles.CPU_STYLES, "anime")
 # What the marker records for each condition Lambda gives up on.
 _REASONS = {"RetriesExhausted": "retries_exhausted", "EventAgeExceeded": "event_expired"}
@@ -108,7 +108,7 @@ def deadletter_handler(adapters: Any = None, env: Mapping[str, str] | None = Non
             metadata = app.store.head(key).metadata
         except NotFound:
             metadata = {}  # deleted since: a drop-in's id comes from its key and ETag alone
-        upload = keys.describe(key, etag, metadata, styles.CPU_STYLES)
+        upload = keys.describe(key, etag, metadata)
         reason, message = reason_of(record)
         fields = status.job_fields(upload, etag, metadata)
         logger.append_keys(image_id=upload.image_id, style=style, reason=reason)

@@ -18,7 +18,6 @@ from atelier.config import AppConfig, WorkerSettings
 from atelier.domain import keys, options, status
 from atelier.domain.errors import JobFailed
 from atelier.entrypoints import wiring
-from atelier.imaging import styles
 from atelier.pipeline import StyleJob, render_object
 from atelier.ports import NotFound
 from atelier.worker import Worker
@@ -99,7 +98,7 @@ def build_job(app: wiring.Adapters, models: UpscaleModels, tile: int | None = No
         )
         deadline_at = int(time.time()) + JOB_SECONDS
         outcome = render_object(
-            app.store, app.board, key, etag, job, app.config.limits, styles.CPU_STYLES, deadline_at, head=head
+            app.store, app.board, key, etag, job, app.config.limits, deadline_at, head=head
         )
         return outcome.as_dict()
 
@@ -115,7 +114,7 @@ def failure_marker(app: wiring.Adapters) -> Callable[[str, str, str], None]:
             metadata = app.store.head(key).metadata
         except NotFound:
             metadata = {}
-        upload = keys.describe(key, etag, metadata, styles.CPU_STYLES)
+        upload = keys.describe(key, etag, metadata)
         app.board.fail(
             upload.image_id, keys.UPSCALE, reason, message, status.job_fields(upload, etag, metadata)
         )

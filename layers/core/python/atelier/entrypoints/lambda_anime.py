@@ -20,8 +20,8 @@ from botocore.exceptions import ClientError
 from atelier.config import AnimeSettings, ConfigError
 from atelier.domain import options
 from atelier.domain.errors import JobFailed
-from atelier.entrypoints import wiring
-from atelier.entrypoints.lambda_style import Handler, style_handler
+from atelier.entrypoints import Handler, wiring
+from atelier.entrypoints.lambda_style import style_handler
 from atelier.inference import models
 from atelier.inference.anime import PROVIDERS, AnimeModel, load_model, obtain_model_file
 from atelier.pipeline import StyleJob

@@ -20,13 +20,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atelier.domain import keys, status
 from atelier.domain.errors import JobFailed
-from atelier.entrypoints import wiring
+from atelier.entrypoints import Handler, wiring
 from atelier.entrypoints.deadletter import failure_record, with_job
 from atelier.imaging import styles
 from atelier.pipeline import StyleJob, render_object, style_job
 from atelier.ports import NotFound, ObjectHead, StoreError
 
-Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 JobResolver = Callable[[str, dict[str, str]], StyleJob]
 
 
@@ -116,7 +115,6 @@ def style_handler(
             request["etag"],
             job,
             app.config.limits,
-            styles.CPU_STYLES,
             deadline_at,
             cache=app.cache,
             head=head,
@@ -135,7 +133,7 @@ def style_handler(
             return {**skipped, "message": "the object was deleted"}
         if etag and head.etag != etag:
             return {**skipped, "message": "the object was replaced; the newer upload renders"}
-        upload = keys.describe(key, head.etag, head.metadata, styles.CPU_STYLES)
+        upload = keys.describe(key, head.etag, head.metadata)
         if style_name not in upload.styles:
             return {**skipped, "image_id": upload.image_id, "message": "style not requested"}
         fields = status.job_fields(upload, head.etag, head.metadata)
