@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.serialization.dataclass import DataclassSerializer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atelier.domain import keys, status
@@ -23,7 +24,7 @@ from atelier.domain.errors import JobFailed
 from atelier.entrypoints import Handler, wiring
 from atelier.entrypoints.deadletter import failure_record, with_job
 from atelier.imaging import styles
-from atelier.pipeline import StyleJob, render_object, style_job
+from atelier.pipeline import Outcome, StyleJob, render_object, style_job
 from atelier.ports import NotFound, ObjectHead, StoreError
 
 JobResolver = Callable[[str, dict[str, str]], StyleJob]
@@ -72,7 +73,7 @@ def style_handler(
         fields: dict[str, Any],
         event: S3EventBridgeNotificationEvent,
         context: LambdaContext,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         """Permanent: failed at once, its record kept in the dead-letter queue (once), never retried."""
         image_id = str(fields["image_id"])
         if app.board.fail(image_id, style_name, failed.reason, failed.message, fields):
@@ -81,15 +82,16 @@ def style_handler(
             )
             if app.dead_letters is not None:
                 app.dead_letters.send(with_job(record, image_id, style_name, failed.reason, failed.message))
-        return {
-            **fields,
-            "state": "failed",
-            "style": style_name,
-            "reason": failed.reason,
-            "message": failed.message,
-        }
+        return Outcome(
+            "failed", style_name, image_id, reason=failed.reason, message=failed.message, extra=dict(fields)
+        )
 
-    @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=idempotency)
+    @idempotent_function(
+        data_keyword_argument="request",
+        persistence_store=persistence,
+        config=idempotency,
+        output_serializer=DataclassSerializer(Outcome),
+    )
     def render_once(
         request: dict[str, str],
         head: ObjectHead,
@@ -97,18 +99,18 @@ def style_handler(
         deadline_at: int,
         event: S3EventBridgeNotificationEvent,
         context: LambdaContext,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         image_id, key = str(fields["image_id"]), request["key"]
         # the invocation's request id (the same on Lambda's retries of it) tells the dead-letter marker
         # whether a claim it finds is this invocation's own or a live copy's
         claim = {**fields, "request_id": getattr(context, "aws_request_id", "")}
         if not app.board.rendering(image_id, style_name, deadline_at, claim):
-            return {"state": "skipped", "style": style_name, "source_key": key, "message": "already finished"}
+            return Outcome("skipped", style_name, source_key=key, message="already finished")
         try:
             job = resolve(key, dict(head.metadata))
         except JobFailed as failed:
             return fail_now(failed, fields, event, context)
-        outcome = render_object(
+        return render_object(
             app.store,
             app.board,
             key,
@@ -120,22 +122,24 @@ def style_handler(
             head=head,
             claimed=True,
         )
-        return outcome.as_dict()
 
-    def render(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict[str, Any]:
+    def render(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> Outcome:
         obj = event.detail.object
         key, etag = obj.key, obj.etag.strip('"')  # the key is URL-decoded by the data class
-        skipped = {"state": "skipped", "style": style_name, "source_key": key}
+
+        def skipped(message: str, image_id: str = "") -> Outcome:
+            return Outcome("skipped", style_name, image_id, key, message=message)
+
         # The one HeadObject of the event: its metadata picks the job, and render_object reuses it.
         try:
             head = app.store.head(key)
         except NotFound:
-            return {**skipped, "message": "the object was deleted"}
+            return skipped("the object was deleted")
         if etag and head.etag != etag:
-            return {**skipped, "message": "the object was replaced; the newer upload renders"}
+            return skipped("the object was replaced; the newer upload renders")
         upload = keys.describe(key, head.etag, head.metadata)
         if style_name not in upload.styles:
-            return {**skipped, "image_id": upload.image_id, "message": "style not requested"}
+            return skipped("style not requested", upload.image_id)
         fields = status.job_fields(upload, head.etag, head.metadata)
         try:
             version = version_of(key, dict(head.metadata))
@@ -174,40 +178,36 @@ def style_handler(
         logger.append_keys(key=key, style=style_name)
         if not keys.is_incoming(key):
             logger.warning("ignored: not an upload")
-            return {"state": "skipped", "style": style_name, "message": "not under incoming/"}
+            return Outcome("skipped", style_name, message="not under incoming/").as_dict()
         try:
-            result = render(event, context)
+            outcome = render(event, context)
         except IdempotencyAlreadyInProgressError:
             # A copy of this event is rendering, or was until its invocation died. Raise, so Lambda retries
             # after its backoff: by then the copy has ended (the retry finds it done) or its claim on the
             # job has expired with its invocation (the retry renders). Returning would lose the job.
             logger.info("a copy of this event holds the job; Lambda retries it")
             raise
-        _emit(result, metrics, logger)
-        return result
+        _emit(outcome, metrics, logger)
+        return outcome.as_dict()
 
     return handler
 
 
-def _emit(result: dict[str, Any], metrics: Metrics, logger: Logger) -> None:
-    if result.get("image_id"):
-        logger.set_correlation_id(result["image_id"])
-    state = result.get("state")
-    if state == "done":
-        timings = result.get("timings_ms", {})
-        metrics.add_metric(name="RenderDuration", unit=MetricUnit.Milliseconds, value=timings.get("total", 0))
-        metrics.add_metric(
-            name="InputPixels",
-            unit=MetricUnit.Count,
-            value=result.get("input_width", 0) * result.get("input_height", 0),
-        )
-        metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.get("size_bytes", 0))
-    elif state == "rejected":
+def _emit(outcome: Outcome, metrics: Metrics, logger: Logger) -> None:
+    if outcome.image_id:
+        logger.set_correlation_id(outcome.image_id)
+    if outcome.state == "done":
+        total = outcome.timings_ms.get("total", 0)
+        metrics.add_metric(name="RenderDuration", unit=MetricUnit.Milliseconds, value=total)
+        pixels = outcome.input_width * outcome.input_height
+        metrics.add_metric(name="InputPixels", unit=MetricUnit.Count, value=pixels)
+        metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=outcome.size_bytes)
+    elif outcome.state == "rejected":
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
-    cache = result.get("cache") or {}
+    cache = outcome.cache
     if cache.get("hit"):
         metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="CacheDistance", unit=MetricUnit.Count, value=cache.get("distance", 0))
     elif cache:
         metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
-    logger.info("render finished", extra={"outcome": result})
+    logger.info("render finished", extra={"outcome": outcome.as_dict()})
