@@ -21,7 +21,7 @@ from atelier.domain.limits import Limits
 from atelier.domain.status import Board
 from atelier.imaging.styles import get
 from atelier.pipeline import Cache, StyleJob, render_object
-from tests.conftest import MotoAws
+from tests.aws import MotoAws
 
 ROOT = Path(__file__).resolve().parents[2]
 

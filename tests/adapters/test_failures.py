@@ -1,9 +1,8 @@
-"""Every job ends: permanent failures fail at once, Lambda's give-up is marked by the dead-letter marker,
-and the GPU worker fails a job it will not retry. Under moto (S3, DynamoDB, SQS)."""
+"""Every job ends: permanent failures fail at once, and Lambda's give-up is marked by the dead-letter marker.
+Under moto (S3, DynamoDB, SQS)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,12 @@ import pytest
 
 from atelier.adapters.aws.status import DynamoStatusStore
 from atelier.domain import keys, status
-from atelier.domain.errors import JobFailed
 from atelier.entrypoints import wiring
-from atelier.entrypoints.deadletter import deadletter_handler, style_of_function
+from atelier.entrypoints.deadletter import deadletter_handler
 from atelier.entrypoints.lambda_anime import anime_handler
 from atelier.entrypoints.lambda_style import style_handler
-from atelier.imaging import styles
-from atelier.worker import Message, Worker
 from atelier_dev.local.dispatcher import object_created_event
-from tests.conftest import MotoAws, lambda_context
+from tests.aws import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTO = (ROOT / "samples" / "chelsea.jpg").read_bytes()
@@ -39,7 +35,7 @@ def items(moto_aws: MotoAws, image_id: str) -> dict[str, dict[str, Any]]:
 
 def image_id_of(moto_aws: MotoAws, key: str) -> str:
     head = moto_aws.s3.head_object(Bucket=moto_aws.bucket, Key=key)
-    return keys.describe(key, head["ETag"].strip('"'), head["Metadata"], styles.CPU_STYLES).image_id
+    return keys.describe(key, head["ETag"].strip('"'), head["Metadata"]).image_id
 
 
 @pytest.fixture
@@ -167,54 +163,3 @@ def test_the_marker_leaves_a_job_a_live_copy_holds_but_not_its_own_crashed_claim
     assert marker(crashed, lambda_context("DeadLetterFunction"))["state"] == "failed"
     assert items(moto_aws, upload.image_id)["sketch"]["state"] == "failed"
     assert len(moto_aws.messages("RenderDeadLetterQueue")) == 1
-
-
-def test_the_marker_reads_the_style_from_the_function_name() -> None:
-    arn = "arn:aws:lambda:eu-west-1:123456789012:function:photos-watercolor:$LATEST"
-    assert style_of_function(arn, "photos-") == "watercolor"
-    with pytest.raises(ValueError, match="not a style function"):
-        style_of_function("arn:aws:lambda:eu-west-1:123456789012:function:photos-api", "photos-")
-
-
-class Queue:
-    """An in-memory JobQueue that records what the worker did with each message."""
-
-    def __init__(self, *messages: Message) -> None:
-        self.waiting = list(messages)
-        self.deleted: list[str] = []
-        self.dead: list[str] = []
-        self.released: list[str] = []
-
-    def receive(self, visibility: int) -> list[Message]:
-        return [self.waiting.pop(0)] if self.waiting else []
-
-    def extend(self, message: Message, seconds: int) -> None:
-        self.released.append(message.id)
-
-    def delete(self, message: Message) -> None:
-        self.deleted.append(message.id)
-
-    def dead_letter(self, message: Message) -> None:
-        self.dead.append(message.id)
-
-
-def test_the_worker_fails_a_job_that_can_never_run_at_once_and_one_on_its_last_receive() -> None:
-    body = json.dumps({"detail": {"object": {"key": "incoming/upscale/a.jpg", "etag": "e"}}})
-    failures: list[tuple[str, str]] = []
-
-    def job(event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("broken"):
-            raise RuntimeError("CUDA error: device lost")
-        raise JobFailed("model_unavailable", "the x3 upscale model is not installed")
-
-    broken = json.dumps({"broken": True})
-    queue = Queue(Message("m1", "r1", body), Message("m2", "r2", broken, 2), Message("m3", "r3", broken, 3))
-    worker = Worker(queue, job, max_receives=3, on_failure=lambda b, r, m: failures.append((r, m)))
-    stats = worker.run(until_idle=True)
-    assert queue.dead == ["m1"]  # at once, no retry
-    assert queue.released == ["m2", "m3"]  # retried; the third receive's release lets the redrive move it
-    assert failures == [
-        ("model_unavailable", "the x3 upscale model is not installed"),
-        ("retries_exhausted", "CUDA error: device lost (after 3 attempts)"),
-    ]
-    assert (stats.failed, stats.released, stats.done) == (2, 2, 0)

@@ -18,7 +18,7 @@ from atelier.domain.limits import Limits
 from atelier.entrypoints import wiring
 from atelier.entrypoints.lambda_style import style_handler
 from atelier.ports import TransientStoreError
-from tests.conftest import MotoAws, lambda_context
+from tests.aws import MotoAws, lambda_context
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -222,16 +222,3 @@ def test_a_style_not_requested_by_the_upload_is_skipped(aws: Env) -> None:
 def test_an_event_for_a_key_outside_incoming_is_ignored(aws: Env) -> None:
     event = event_for(aws, "sketch", b"x", key="renders/abc/sketch.jpg")
     assert handler(aws)(event, ctx())["state"] == "skipped"
-
-
-def test_anime_variant_comes_from_the_folder_the_metadata_or_the_default() -> None:
-    from atelier.entrypoints.lambda_anime import variant
-
-    assert variant("incoming/anime/paprika/a.jpg", {}, "animeganv2-dev") == "paprika"
-    assert (
-        variant("incoming/anime/holiday/a.jpg", {"Model": "animeganv2_hayao"}, "animeganv2-dev")
-        == "animeganv2_hayao"
-    )
-    options = '{"anime": {"model": "celeba_distill"}}'
-    assert variant("incoming/all/u/alice/x/a.jpg", {"options": options}, "animeganv2-dev") == "celeba_distill"
-    assert variant("incoming/anime/a.jpg", {"model": "no-such-model"}, "animeganv2-dev") == "animeganv2-dev"

@@ -15,7 +15,7 @@ from atelier.domain.uploads import UploadSettings
 from atelier.entrypoints import wiring
 from atelier.entrypoints.api import api_handler
 from atelier.entrypoints.gpu_worker import build_job
-from tests.conftest import MotoAws, call_api
+from tests.aws import MotoAws, call_api
 
 ROOT = Path(__file__).resolve().parents[2]
 

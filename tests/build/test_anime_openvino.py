@@ -1,4 +1,4 @@
-"""The anime execution paths: CPU fp32 here, OpenVINO bf16 in the container image's environment (.venv-ov)."""
+"""The anime OpenVINO bf16 path in the container image's environment (.venv-ov) against the CPU fp32 path."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
-from atelier.config import ConfigError
-from atelier.entrypoints.lambda_anime import anime_handler
 from atelier.inference import anime
 from atelier_dev.models import animegan
 
@@ -32,41 +29,6 @@ results = {k: model.stylize(frames[k]) for k in sorted(frames.files)}
 np.savez(out, **results)
 print(json.dumps({"provider": model.provider, "compiles": model.compiles, "layout": model.layout}))
 """
-
-
-def _cpuinfo(tmp_path: Path, flags: str) -> str:
-    path = tmp_path / "cpuinfo"
-    cores = [f"processor\t: {n}\nflags\t\t: fpu sse2 avx2 {flags}\n" for n in range(2)]
-    path.write_text("\n".join(cores))
-    return str(path)
-
-
-def test_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
-    assert anime.cpu_has_bf16(_cpuinfo(tmp_path, "avx512f avx512_bf16"))
-    assert anime.cpu_has_bf16(_cpuinfo(tmp_path, "amx_tile amx_bf16"))
-    assert not anime.cpu_has_bf16(_cpuinfo(tmp_path, "avx512f avx512_vnni"))
-    assert not anime.cpu_has_bf16(str(tmp_path / "missing"))
-
-
-def test_auto_takes_openvino_only_with_the_provider_and_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "OpenVINOExecutionProvider" not in ort.get_available_providers()  # the zip package's ONNX Runtime
-    assert anime.resolve_provider("auto") == "cpu"
-    with_ov = ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
-    monkeypatch.setattr(ort, "get_available_providers", lambda: with_ov)
-    monkeypatch.setattr(anime, "cpu_has_bf16", lambda: True)
-    assert anime.resolve_provider("auto") == "openvino-bf16"
-    monkeypatch.setattr(anime, "cpu_has_bf16", lambda: False)
-    assert anime.resolve_provider("auto") == "cpu"
-    assert anime.resolve_provider("openvino-bf16") == "openvino-bf16"  # asked for: bf16 or OpenVINO's fp32
-
-
-def test_openvino_without_its_runtime_or_an_unknown_path_is_refused() -> None:
-    with pytest.raises(RuntimeError, match="onnxruntime-openvino"):
-        anime.resolve_provider("openvino-bf16")
-    with pytest.raises(ValueError, match="unknown anime provider 'gpu'"):
-        anime.resolve_provider("gpu")
-    with pytest.raises(ConfigError, match="ATELIER_ANIME_PROVIDER='tpu'"):
-        anime_handler(env={"ATELIER_ANIME_PROVIDER": "tpu"})
 
 
 @pytest.fixture(scope="module")
