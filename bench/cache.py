@@ -12,7 +12,7 @@ What is measured how:
   re-encode, resizes, an EXIF-rotated copy decoded by atelier.imaging.decode, metadata stripped,
   brightness, 2 % crop), and between every pair of different photos.
 - Lookup cost: requests, items and bytes per lookup are counted on the in-memory model of the table
-  (atelier.cache.MemoryHashIndex's layout; bucket occupancy computed with numpy for 10^5 and 10^6 uniform
+  (tests.fakes.MemoryHashIndex's layout; bucket occupancy computed with numpy for 10^5 and 10^6 uniform
   random hashes); the time of a real lookup over HTTP is measured on moto's server with 200 entries loaded
   into its in-process backend (moto's Query cost grows with the table, DynamoDB's does not);
   the reference's linear scan over a list of imagehash values is timed in the same run.

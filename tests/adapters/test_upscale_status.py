@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import pytest
 
 from atelier.adapters.aws.status import DynamoStatusStore
@@ -16,28 +15,9 @@ from atelier.entrypoints import wiring
 from atelier.entrypoints.api import api_handler
 from atelier.entrypoints.gpu_worker import build_job
 from tests.aws import MotoAws, call_api
+from tests.fakes import FakeModels
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class NearestUpscaler:
-    """Stands in for the EDSR graph: a nearest-neighbour resize by the scale."""
-
-    def __init__(self, scale: int) -> None:
-        self.scale = scale
-
-    def upscale(self, bgr: np.ndarray, tile: int | None = None) -> np.ndarray:
-        return cv2.resize(bgr, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_NEAREST)
-
-
-class FakeModels:
-    """The worker's UpscaleModels without a model file."""
-
-    def model_path(self, scale: int) -> Path:
-        return Path(f"nearest_x{scale}.onnx")
-
-    def get(self, scale: int) -> NearestUpscaler:
-        return NearestUpscaler(scale)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from atelier.cache import (
     CachePolicy,
     Entry,
     HashIndex,
-    MemoryHashIndex,
     band_partition_keys,
     band_widths,
     bands,
@@ -23,6 +22,7 @@ from atelier.cache import (
     new_entry,
     sha_partition_key,
 )
+from tests.fakes import MemoryHashIndex
 
 NOW = 1_700_000_000
 SHA_A = "a" * 64

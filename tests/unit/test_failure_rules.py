@@ -11,6 +11,7 @@ import pytest
 from atelier.domain.errors import JobFailed
 from atelier.entrypoints.deadletter import style_of_function
 from atelier.worker import Message, Worker
+from tests.fakes import MemoryJobQueue
 
 
 def test_the_marker_reads_the_style_from_the_function_name() -> None:
@@ -18,28 +19,6 @@ def test_the_marker_reads_the_style_from_the_function_name() -> None:
     assert style_of_function(arn, "photos-") == "watercolor"
     with pytest.raises(ValueError, match="not a style function"):
         style_of_function("arn:aws:lambda:eu-west-1:123456789012:function:photos-api", "photos-")
-
-
-class Queue:
-    """An in-memory JobQueue that records what the worker did with each message."""
-
-    def __init__(self, *messages: Message) -> None:
-        self.waiting = list(messages)
-        self.deleted: list[str] = []
-        self.dead: list[str] = []
-        self.released: list[str] = []
-
-    def receive(self, visibility: int) -> list[Message]:
-        return [self.waiting.pop(0)] if self.waiting else []
-
-    def extend(self, message: Message, seconds: int) -> None:
-        self.released.append(message.id)
-
-    def delete(self, message: Message) -> None:
-        self.deleted.append(message.id)
-
-    def dead_letter(self, message: Message) -> None:
-        self.dead.append(message.id)
 
 
 def test_the_worker_fails_a_job_that_can_never_run_at_once_and_one_on_its_last_receive() -> None:
@@ -52,7 +31,9 @@ def test_the_worker_fails_a_job_that_can_never_run_at_once_and_one_on_its_last_r
         raise JobFailed("model_unavailable", "the x3 upscale model is not installed")
 
     broken = json.dumps({"broken": True})
-    queue = Queue(Message("m1", "r1", body), Message("m2", "r2", broken, 2), Message("m3", "r3", broken, 3))
+    queue = MemoryJobQueue(
+        Message("m1", "r1", body), Message("m2", "r2", broken, 2), Message("m3", "r3", broken, 3)
+    )
     worker = Worker(queue, job, max_receives=3, on_failure=lambda b, r, m: failures.append((r, m)))
     stats = worker.run(until_idle=True)
     assert queue.dead == ["m1"]  # at once, no retry

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 HASH_BITS = 64
@@ -296,76 +296,6 @@ def decide(lookup: Lookup, scope: str, sha256: str | None, policy: CachePolicy) 
     if exact is not None and same_bytes and policy.cross_owner_exact:
         return Decision(exact, "same_bytes_other_owner")
     return Decision(None, "miss")
-
-
-class MemoryHashIndex:
-    """The table layout held in dicts, for unit tests and for counting a lookup's cost in benchmarks."""
-
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD) -> None:
-        band_widths(threshold)
-        self._threshold = threshold
-        self.items: dict[str, dict[str, dict[str, str | int]]] = {}
-
-    @property
-    def threshold(self) -> int:
-        """The Hamming distance the band layout guarantees to find."""
-        return self._threshold
-
-    def lookup(
-        self, scope: str, style_fp: str, phash: int, sha256: str | None = None, *, now: int | None = None
-    ) -> Lookup:
-        """One read per band bucket plus one for the exact item, as the DynamoDB adapter does."""
-        now = int(time.time()) if now is None else now
-        stats = LookupStats()
-        read: list[tuple[str, Mapping[str, str | int]]] = []
-        for pk in band_partition_keys(scope, style_fp, phash, self._threshold):
-            stats.requests += 1
-            for item in self.items.get(pk, {}).values():
-                stats.items += 1
-                stats.bytes += item_size(item)
-                read.append((pk, item))
-        exact_item = None
-        if sha256 is not None:
-            stats.requests += 1
-            exact_item = self.items.get(sha_partition_key(style_fp, sha256), {}).get(SHA_SORT_KEY)
-            if exact_item is not None:
-                stats.items += 1
-                stats.bytes += item_size(exact_item)
-        candidates, exact = select(read, exact_item, scope, style_fp, phash, sha256, self._threshold, now)
-        return Lookup(candidates, exact, stats)
-
-    def put(self, entry: Entry) -> bool:
-        """All band items or none; the exact item only if no other entry holds it."""
-        keys = band_partition_keys(entry.scope, entry.style_fp, entry.phash, self._threshold)
-        sk = hash_hex(entry.phash)
-        if any(sk in self.items.get(pk, {}) for pk in keys):
-            return False
-        for pk in keys:
-            self.items.setdefault(pk, {})[sk] = band_item(entry, pk)
-        sha = sha_item(entry)
-        self.items.setdefault(str(sha["pk"]), {}).setdefault(SHA_SORT_KEY, sha)
-        return True
-
-    def replace(self, entry: Entry, render_key: str, image_id: str | None = None) -> Entry:
-        """Overwrite the band items and the exact item with the fresh render."""
-        fresh = replace(entry, render_key=render_key, image_id=image_id or entry.image_id)
-        for pk in band_partition_keys(entry.scope, entry.style_fp, entry.phash, self._threshold):
-            self.items.setdefault(pk, {})[hash_hex(entry.phash)] = band_item(fresh, pk)
-        sha = sha_item(fresh)
-        self.items.setdefault(str(sha["pk"]), {})[SHA_SORT_KEY] = sha
-        return fresh
-
-    def delete(self, entry: Entry) -> None:
-        """Drop the band items, and the exact item if it still names this entry's render."""
-        for pk in band_partition_keys(entry.scope, entry.style_fp, entry.phash, self._threshold):
-            self.items.get(pk, {}).pop(hash_hex(entry.phash), None)
-        bucket = self.items.get(sha_partition_key(entry.style_fp, entry.sha256), {})
-        if bucket.get(SHA_SORT_KEY, {}).get("render_key") == entry.render_key:
-            bucket.pop(SHA_SORT_KEY)
-
-    def count(self) -> int:
-        """Number of stored items of every kind."""
-        return sum(len(bucket) for bucket in self.items.values())
 
 
 def find_reusable(
