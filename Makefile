@@ -8,7 +8,8 @@ SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test setup native lint typecheck validate build unit integration bench look clean
+.PHONY: run test setup native lint typecheck validate build unit adapters test-build integration golden e2e bench look \
+	clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,12 +75,30 @@ build: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --no-compile \
 		--target .aws-sam/runtime --python-version 3.12 --only-binary=:all: boto3==1.40.4
 
-# tests/unit/test_build.py imports the artefacts `sam build` makes, so the unit tier needs them.
-unit: build native
-	$(BIN)/pytest tests/unit tests/golden
+# The tiers of tests/, one target each (README, Tests); `pytest -m "not slow"` is the quick loop of any of them.
+# Pure tests: no AWS mock, server, build artefact or second virtualenv.
+unit: $(VENV)/.installed native
+	$(BIN)/pytest tests/unit
 
+# The AWS adapters, handlers and API against moto's in-process mock of the template's resources.
+adapters: $(VENV)/.installed native
+	$(BIN)/pytest tests/adapters
+
+# What `sam build` makes, imported as Lambda does, and the anime image's OpenVINO path in .venv-ov.
+test-build: build native
+	$(BIN)/pytest tests/build
+
+# The local stack's real servers on loopback (SeaweedFS, moto's server, the dispatcher) over HTTP.
 integration: $(VENV)/.installed native
 	$(BIN)/pytest tests/integration
+
+# The styles' renders against the expected images, by a perceptual measure.
+golden: $(VENV)/.installed native
+	$(BIN)/pytest tests/golden
+
+# The gallery in Debian's headless Chromium on the local stack, with axe-core's checks.
+e2e: $(VENV)/.installed native /usr/bin/chromium $(AXE)
+	$(BIN)/pytest tests/e2e
 
 test: setup lint typecheck validate build
 	$(BIN)/pytest

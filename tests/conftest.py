@@ -1,6 +1,7 @@
 """Shared test setup. ``atelier`` is imported first so OpenCV's decode limits are set before cv2 loads."""
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -8,6 +9,18 @@ import pytest
 
 import atelier  # noqa: F401  (before anything that loads cv2)
 from atelier.imaging import styles
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "adapters", "build", "integration", "golden", "e2e")  # folders of tests/, and their markers
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder of tests/ it is in (``pytest -m adapters``)."""
+    for item in items:
+        folder = item.path.resolve().relative_to(TESTS).parts[0]
+        if folder in TIERS:
+            item.add_marker(getattr(pytest.mark, folder))
 
 
 @pytest.fixture
