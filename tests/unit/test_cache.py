@@ -110,6 +110,7 @@ def test_a_t_plus_one_neighbour_sharing_a_band_is_read_but_not_returned() -> Non
     assert lookup.candidates == []
 
 
+@pytest.mark.slow
 def test_lookup_cost_is_t_plus_one_queries_and_one_get_whatever_the_index_size() -> None:
     """Requests per lookup do not grow with the number of stored hashes."""
     rng = random.Random(3)

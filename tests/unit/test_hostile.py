@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import imaging
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +169,7 @@ FUZZ = """
 """
 
 
+@pytest.mark.slow
 def test_fuzzed_jpeg_png_webp_raise_nothing_but_the_rejection_type() -> None:
     result = run_python(FUZZ, timeout=110)
     assert result["other"] == [], result

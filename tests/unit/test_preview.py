@@ -79,6 +79,7 @@ def test_a_png_row_with_an_unknown_filter_is_corrupt() -> None:
         preview.preview(imaging.png_from_rows(16, 8, rows))
 
 
+@pytest.mark.slow
 def test_a_49_mp_16_bit_rgba_png_previews_without_its_full_bitmap() -> None:
     """392 MB decoded in full (OpenCV); the preview allocates its 1 MP block sums and a few rows."""
     w, h = 7000, 7000

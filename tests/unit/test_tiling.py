@@ -186,6 +186,7 @@ def _traced_peak(fn: object) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_peak_memory_is_bounded_by_the_tile_not_the_image() -> None:
     scale, tile, halo = 2, 128, 4
     run = box_upscaler(scale, halo)
