@@ -48,6 +48,7 @@ def probe_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     return folder, images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_openvino_bf16_matches_the_cpu_path(probe_inputs, layout: str) -> None:
     assert OV_PYTHON.exists(), f"{OV_PYTHON} is missing: `make setup` builds it (infra/anime-image)"
