@@ -56,15 +56,13 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from atelier.adapters.aws.dynamo_index import band_item, item_size, sha_item
 from atelier.cache import (
     DEFAULT_THRESHOLD,
     CachePolicy,
-    band_item,
     band_partition_keys,
     band_widths,
-    item_size,
     new_entry,
-    sha_item,
 )
 from atelier.config import read_limits
 from atelier.imaging import phash as phash_module

@@ -9,26 +9,29 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from atelier.adapters.aws.dynamo_index import (
+    SHA_SORT_KEY,
+    band_item,
+    entry_from_band_item,
+    entry_from_sha_item,
+    item_size,
+    sha_item,
+)
 from atelier.cache import (
     DEFAULT_THRESHOLD,
-    SHA_SORT_KEY,
     Entry,
     Lookup,
     LookupStats,
-    band_item,
     band_partition_keys,
     band_widths,
     hash_hex,
-    item_size,
     select,
-    sha_item,
     sha_partition_key,
 )
 from atelier.worker import Message
@@ -53,22 +56,23 @@ class MemoryHashIndex:
         """One read per band bucket plus one for the exact item, as the DynamoDB adapter does."""
         now = int(time.time()) if now is None else now
         stats = LookupStats()
-        read: list[tuple[str, Mapping[str, str | int]]] = []
+        read: list[Entry] = []
         for pk in band_partition_keys(scope, style_fp, phash, self._threshold):
             stats.requests += 1
             for item in self.items.get(pk, {}).values():
                 stats.items += 1
                 stats.bytes += item_size(item)
-                read.append((pk, item))
-        exact_item = None
+                read.append(entry_from_band_item(item, scope, style_fp))
+        exact = None
         if sha256 is not None:
             stats.requests += 1
             exact_item = self.items.get(sha_partition_key(style_fp, sha256), {}).get(SHA_SORT_KEY)
             if exact_item is not None:
                 stats.items += 1
                 stats.bytes += item_size(exact_item)
-        candidates, exact = select(read, exact_item, scope, style_fp, phash, sha256, self._threshold, now)
-        return Lookup(candidates, exact, stats)
+                exact = entry_from_sha_item(exact_item, style_fp, sha256)
+        candidates, nearest = select(read, exact, phash, self._threshold, now)
+        return Lookup(candidates, nearest, stats)
 
     def put(self, entry: Entry) -> bool:
         """All band items or none; the exact item only if no other entry holds it."""

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
-from atelier.adapters.aws.dynamo_index import DynamoHashIndex
-from atelier.cache import TTL_ATTRIBUTE, CachePolicy, band_partition_keys, find_reusable, new_entry
+from atelier.adapters.aws.dynamo_index import TTL_ATTRIBUTE, DynamoHashIndex
+from atelier.cache import CachePolicy, band_partition_keys, find_reusable, new_entry
 from atelier.ports import StoreError
 from atelier_dev.local import strict_moto
 

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from atelier.adapters.aws.dynamo_index import TTL_ATTRIBUTE
 from atelier.cache import (
     DEFAULT_THRESHOLD,
     HASH_BITS,
-    TTL_ATTRIBUTE,
     CachePolicy,
     Entry,
     HashIndex,

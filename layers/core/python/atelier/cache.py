@@ -1,24 +1,23 @@
-"""Near-duplicate render cache: pHash bands, the index key layout, the index port and the reuse decision.
+"""Near-duplicate render cache: pHash bands, the index's partition keys, its port and the reuse decision.
 
 A stored render is found again by the pHash of its source: any hash within Hamming distance ``t`` of a
 stored one agrees exactly with it on at least one of ``t + 1`` disjoint bands of the 64 bits (pigeonhole),
 so a lookup reads ``t + 1`` band buckets (one Query each) and one exact SHA-256 item, however large the
 index grows. Every key includes the owner scope and the style fingerprint (style, parameters, model
-version); reuse across owners is off unless configured, and then only for byte-identical sources.
+version); reuse across owners is off unless configured, and then only for byte-identical sources. How an
+entry is stored (its item's attributes) is the adapter's: atelier.adapters.aws.dynamo_index.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 HASH_BITS = 64
 DEFAULT_THRESHOLD = 6
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600
-SHA_SORT_KEY = "sha"
-TTL_ATTRIBUTE = "expires_at"
 
 
 def band_widths(threshold: int) -> list[int]:
@@ -176,87 +175,16 @@ def new_entry(
     )
 
 
-def band_item(entry: Entry, partition_key: str) -> dict[str, str | int]:
-    """The attributes of one band item (kept small: lookups read every item of a bucket)."""
-    return {
-        "pk": partition_key,
-        "sk": hash_hex(entry.phash),
-        "image_id": entry.image_id,
-        "render_key": entry.render_key,
-        "sha256": entry.sha256,
-        "created_at": entry.created_at,
-        TTL_ATTRIBUTE: entry.expires_at,
-    }
-
-
-def sha_item(entry: Entry) -> dict[str, str | int]:
-    """The attributes of the exact-bytes item."""
-    return {
-        "pk": sha_partition_key(entry.style_fp, entry.sha256),
-        "sk": SHA_SORT_KEY,
-        "scope": entry.scope,
-        "phash": hash_hex(entry.phash),
-        "image_id": entry.image_id,
-        "render_key": entry.render_key,
-        "created_at": entry.created_at,
-        TTL_ATTRIBUTE: entry.expires_at,
-    }
-
-
-def entry_from_band_item(item: Mapping[str, str | int], scope: str, style_fp: str) -> Entry:
-    """The entry a band item describes."""
-    return Entry(
-        scope=scope,
-        style_fp=style_fp,
-        phash=int(str(item["sk"]), 16),
-        sha256=str(item["sha256"]),
-        image_id=str(item["image_id"]),
-        render_key=str(item["render_key"]),
-        created_at=int(item["created_at"]),
-        expires_at=int(item[TTL_ATTRIBUTE]),
-    )
-
-
-def entry_from_sha_item(item: Mapping[str, str | int], style_fp: str, sha256: str) -> Entry:
-    """The entry an exact-bytes item describes."""
-    return Entry(
-        scope=str(item["scope"]),
-        style_fp=style_fp,
-        phash=int(str(item["phash"]), 16),
-        sha256=sha256.lower(),
-        image_id=str(item["image_id"]),
-        render_key=str(item["render_key"]),
-        created_at=int(item["created_at"]),
-        expires_at=int(item[TTL_ATTRIBUTE]),
-    )
-
-
-def item_size(item: Mapping[str, str | int]) -> int:
-    """DynamoDB's size of an item: attribute names plus UTF-8 strings, numbers about 1 byte per 2 digits."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if isinstance(value, int):
-            size += 1 + (len(str(abs(value))) + 1) // 2
-        else:
-            size += len(value.encode())
-    return size
-
-
 def select(
-    band_items: Iterable[tuple[str, Mapping[str, str | int]]],
-    exact_item: Mapping[str, str | int] | None,
-    scope: str,
-    style_fp: str,
+    band_entries: Iterable[Entry],
+    exact_entry: Entry | None,
     phash: int,
-    sha256: str | None,
     threshold: int,
     now: int,
 ) -> tuple[list[Candidate], Candidate | None]:
     """Filter what a lookup read: unexpired, within ``threshold``, one candidate per hash, nearest first."""
     seen: dict[int, Candidate] = {}
-    for _, item in band_items:
-        entry = entry_from_band_item(item, scope, style_fp)
+    for entry in band_entries:
         if entry.expires_at <= now or entry.phash in seen:
             continue
         distance = hamming(entry.phash, phash)
@@ -264,10 +192,8 @@ def select(
             seen[entry.phash] = Candidate(entry, distance, "band")
     candidates = sorted(seen.values(), key=lambda c: (c.distance, c.entry.created_at, c.entry.phash))
     exact = None
-    if exact_item is not None and sha256 is not None:
-        entry = entry_from_sha_item(exact_item, style_fp, sha256)
-        if entry.expires_at > now:
-            exact = Candidate(entry, hamming(entry.phash, phash), "sha")
+    if exact_entry is not None and exact_entry.expires_at > now:
+        exact = Candidate(exact_entry, hamming(exact_entry.phash, phash), "sha")
     return candidates, exact
 
 

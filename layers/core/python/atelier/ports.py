@@ -1,7 +1,9 @@
 """Ports: the object store and the status store the core talks to, and the errors adapters raise.
 
-Adapters (S3, DynamoDB) live in :mod:`atelier.adapters.aws` and turn the SDK's errors into these;
-in-memory fakes in the unit tests implement the same Protocols, so they cannot drift.
+Adapters (S3, DynamoDB, SQS) live in :mod:`atelier.adapters.aws` and turn the SDK's errors into these;
+they are tested under moto and against the local stack's servers. The other ports (the pHash index,
+:class:`atelier.cache.HashIndex`; the job queue, :class:`atelier.worker.JobQueue`) have in-memory fakes in
+tests/fakes.py, typed against them.
 """
 
 from __future__ import annotations

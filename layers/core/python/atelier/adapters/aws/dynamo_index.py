@@ -11,22 +11,90 @@ from botocore.exceptions import BotoCoreError, ClientError
 from atelier.adapters.aws.errors import translate
 from atelier.cache import (
     DEFAULT_THRESHOLD,
-    SHA_SORT_KEY,
     Entry,
     Lookup,
     LookupStats,
-    band_item,
     band_partition_keys,
     band_widths,
     hash_hex,
-    item_size,
     select,
-    sha_item,
     sha_partition_key,
 )
 from atelier.ports import StoreError
 
 _NEW = "attribute_not_exists(pk)"
+
+# --- the item layout: one item per band bucket an entry falls in, and one exact-bytes item -------------
+
+SHA_SORT_KEY = "sha"
+TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLive attribute (template.yaml)
+
+
+def band_item(entry: Entry, partition_key: str) -> dict[str, str | int]:
+    """The attributes of one band item (kept small: lookups read every item of a bucket)."""
+    return {
+        "pk": partition_key,
+        "sk": hash_hex(entry.phash),
+        "image_id": entry.image_id,
+        "render_key": entry.render_key,
+        "sha256": entry.sha256,
+        "created_at": entry.created_at,
+        TTL_ATTRIBUTE: entry.expires_at,
+    }
+
+
+def sha_item(entry: Entry) -> dict[str, str | int]:
+    """The attributes of the exact-bytes item."""
+    return {
+        "pk": sha_partition_key(entry.style_fp, entry.sha256),
+        "sk": SHA_SORT_KEY,
+        "scope": entry.scope,
+        "phash": hash_hex(entry.phash),
+        "image_id": entry.image_id,
+        "render_key": entry.render_key,
+        "created_at": entry.created_at,
+        TTL_ATTRIBUTE: entry.expires_at,
+    }
+
+
+def entry_from_band_item(item: Mapping[str, str | int], scope: str, style_fp: str) -> Entry:
+    """The entry a band item describes."""
+    return Entry(
+        scope=scope,
+        style_fp=style_fp,
+        phash=int(str(item["sk"]), 16),
+        sha256=str(item["sha256"]),
+        image_id=str(item["image_id"]),
+        render_key=str(item["render_key"]),
+        created_at=int(item["created_at"]),
+        expires_at=int(item[TTL_ATTRIBUTE]),
+    )
+
+
+def entry_from_sha_item(item: Mapping[str, str | int], style_fp: str, sha256: str) -> Entry:
+    """The entry an exact-bytes item describes."""
+    return Entry(
+        scope=str(item["scope"]),
+        style_fp=style_fp,
+        phash=int(str(item["phash"]), 16),
+        sha256=sha256.lower(),
+        image_id=str(item["image_id"]),
+        render_key=str(item["render_key"]),
+        created_at=int(item["created_at"]),
+        expires_at=int(item[TTL_ATTRIBUTE]),
+    )
+
+
+def item_size(item: Mapping[str, str | int]) -> int:
+    """DynamoDB's size of an item: attribute names plus UTF-8 strings, numbers about 1 byte per 2 digits."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if isinstance(value, int):
+            size += 1 + (len(str(abs(value))) + 1) // 2
+        else:
+            size += len(value.encode())
+    return size
 
 
 def _to_ddb(item: Mapping[str, str | int]) -> dict[str, dict[str, str]]:
@@ -79,7 +147,7 @@ class DynamoHashIndex:
         """``threshold + 1`` Queries (more only if a bucket exceeds 1 MB) and one GetItem."""
         now = int(time.time()) if now is None else now
         stats = LookupStats()
-        read: list[tuple[str, Mapping[str, str | int]]] = []
+        read: list[Entry] = []
         try:
             for pk in band_partition_keys(scope, style_fp, phash, self._threshold):
                 kwargs: dict[str, Any] = {
@@ -94,12 +162,12 @@ class DynamoHashIndex:
                         item = _from_ddb(raw)
                         stats.items += 1
                         stats.bytes += item_size(item)
-                        read.append((pk, item))
+                        read.append(entry_from_band_item(item, scope, style_fp))
                     last = page.get("LastEvaluatedKey")
                     if not last:
                         break
                     kwargs["ExclusiveStartKey"] = last
-            exact_item = None
+            exact = None
             if sha256 is not None:
                 got = self._client.get_item(
                     TableName=self._table,
@@ -110,10 +178,11 @@ class DynamoHashIndex:
                     exact_item = _from_ddb(got["Item"])
                     stats.items += 1
                     stats.bytes += item_size(exact_item)
+                    exact = entry_from_sha_item(exact_item, style_fp, sha256)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "pHash index lookup") from exc
-        candidates, exact = select(read, exact_item, scope, style_fp, phash, sha256, self._threshold, now)
-        return Lookup(candidates, exact, stats)
+        candidates, nearest = select(read, exact, phash, self._threshold, now)
+        return Lookup(candidates, nearest, stats)
 
     def put(self, entry: Entry) -> bool:
         """Write every band item in one transaction, each on condition that it is new; then the exact item."""
