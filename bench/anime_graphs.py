@@ -52,12 +52,12 @@ def measure_live(model: str, size: int) -> float:
     """MB live in malloc at the peak of one run (arena off), above what was live before it."""
     import onnxruntime as ort
 
-    from atelier.inference import anime
+    from atelier.inference import sessions
 
     counter = ctypes.CDLL(None)
     counter.malloc_peak_live.restype = ctypes.c_long
     counter.malloc_peak_peak.restype = ctypes.c_long
-    opts = anime.session_options(2)
+    opts = sessions.session_options(2)
     opts.enable_cpu_mem_arena = False
     session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     x = _input(size)
@@ -72,10 +72,10 @@ def measure_arena(model: str, size: int) -> float:
     """Peak RSS (VmHWM) in MB of a process running the model twice through atelier's shared arena."""
     import onnxruntime as ort
 
-    from atelier.inference import anime
+    from atelier.inference import sessions
 
     session = ort.InferenceSession(
-        model, anime.session_options(2, max_side=size), providers=["CPUExecutionProvider"]
+        model, sessions.session_options(2, max_side=size), providers=["CPUExecutionProvider"]
     )
     x = _input(size)
     for _ in range(2):
@@ -87,17 +87,18 @@ def interleaved(models: list[str], size: int, rounds: int) -> list[float]:
     """Median seconds per run of each model, the models taking turns round by round in this process."""
     import onnxruntime as ort
 
-    from atelier.inference import anime
+    from atelier.inference import sessions
 
-    sessions = [
-        ort.InferenceSession(m, anime.session_options(2), providers=["CPUExecutionProvider"]) for m in models
+    opened = [
+        ort.InferenceSession(m, sessions.session_options(2), providers=["CPUExecutionProvider"])
+        for m in models
     ]
     x = _input(size)
-    for s in sessions:
+    for s in opened:
         s.run(None, {"input": x})
-    times: list[list[float]] = [[] for _ in sessions]
+    times: list[list[float]] = [[] for _ in opened]
     for _ in range(rounds):
-        for i, s in enumerate(sessions):
+        for i, s in enumerate(opened):
             t0 = time.perf_counter()
             s.run(None, {"input": x})
             times[i].append(time.perf_counter() - t0)

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from atelier.imaging.decode import decode
-from atelier.inference import anime
+from atelier.inference import anime, sessions
 from atelier_dev.models import animegan
 
 
@@ -111,8 +111,8 @@ def test_session_is_built_once(model_files: dict[str, Path]) -> None:
 
 
 def test_shared_arena_sized_by_max_side(model_files: dict[str, Path]) -> None:
-    assert anime.arena_bytes(512) == 512 * 512 * anime.ARENA_BYTES_PER_PIXEL
-    assert anime.arena_bytes(8) == 64 << 20 and anime.arena_bytes(4096) == 2**31 - 1
+    assert sessions.arena_bytes(512) == 512 * 512 * sessions.ARENA_BYTES_PER_PIXEL
+    assert sessions.arena_bytes(8) == 64 << 20 and sessions.arena_bytes(4096) == 2**31 - 1
     a = anime.AnimeModel(model_files["NCHW"], threads=1)
     b = anime.AnimeModel(model_files["NCHW"], threads=1, max_side=64)
     img = _image(40, 72, 5)

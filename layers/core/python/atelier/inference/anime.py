@@ -25,6 +25,7 @@ import numpy as np
 
 from atelier.config import model_tmp_dir
 from atelier.inference.models import sha256_file
+from atelier.inference.sessions import available_providers, open_session, session_options
 
 DEFAULT_MAX_SIDE = 1024
 MIN_SIDE = 32  # the generator's 7x7 reflection pads and two stride-2 stages need a few pixels
@@ -32,17 +33,6 @@ MIN_SIDE = 32  # the generator's 7x7 reflection pads and two stride-2 stages nee
 SESSIONS_CREATED = 0  # how many AnimeModels this process has built (see load_model)
 _CACHE: dict[tuple[Any, ...], AnimeModel] = {}
 _LOCK = threading.Lock()
-
-# The arena that sessions built with a ``max_side`` share: one region, reserved (not touched) up front and
-# sized for the largest image, so that freed activations are reused in place instead of each growth step
-# mapping a new, doubled region. Pages count only once written. Measured on the dev generator (bench/anime.py,
-# peak RSS of the whole process): 334 MB at 512 px and 1018 MB at 1024 px (per-session arenas: 376 MB and
-# 1193 MB). The region must hold the arena's high-water mark (0.9 GB at 1024 px); one too small overflows
-# into doubled regions and costs more than it saves, hence 2 KiB per pixel.
-ARENA_BYTES_PER_PIXEL = 2048
-_ARENA_MAX = 2**31 - 1  # OrtArenaCfg takes a 32-bit initial chunk size
-_ENV_ARENA: list[int] = []  # initial size of the process-wide arena, once registered
-_ARENA_LOCK = threading.Lock()
 
 PROVIDERS = ("auto", "cpu", "openvino-bf16")
 _OPENVINO = "OpenVINOExecutionProvider"
@@ -74,52 +64,6 @@ def output_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def arena_bytes(max_side: int) -> int:
-    """Initial size of the shared arena for images whose longest side is at most ``max_side``."""
-    return int(min(_ARENA_MAX, max(64 << 20, ARENA_BYTES_PER_PIXEL * max_side * max_side)))
-
-
-def _use_env_arena(opts: Any, size: int) -> None:
-    """Register the process-wide CPU arena (once; the first size wins) and make ``opts`` use it."""
-    import onnxruntime as ort
-
-    with _ARENA_LOCK:
-        if not _ENV_ARENA:
-            info = ort.OrtMemoryInfo(
-                "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
-            )
-            # max_mem 0 (no cap), kNextPowerOfTwo growth if ever exceeded, default dead-bytes threshold
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 0, size, -1))
-            _ENV_ARENA.append(size)
-    opts.add_session_config_entry("session.use_env_allocators", "1")
-
-
-def session_options(
-    threads: int | None = None, optimized_path: str | None = None, max_side: int | None = None
-) -> Any:
-    """ONNX Runtime options tuned for one image at a time on a few CPU cores and little memory.
-
-    With ``max_side`` the session allocates from the shared arena sized by :func:`arena_bytes`.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 6)
-    opts.inter_op_num_threads = 1
-    # Shapes change with every image, so a memory pattern cannot be reused. The arena stays on: without
-    # it every run maps and faults in its activations afresh (measured 2x slower, same peak RSS).
-    opts.enable_mem_pattern = False
-    opts.enable_cpu_mem_arena = True
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if optimized_path:
-        opts.optimized_model_filepath = optimized_path
-    if max_side:
-        _use_env_arena(opts, arena_bytes(max_side))
-    return opts
-
-
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU reports bfloat16 instructions (AVX512_BF16 or AMX-BF16)."""
     try:
@@ -132,17 +76,15 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 def resolve_provider(requested: str = "auto") -> str:
     """The execution path for ``requested`` (one of :data:`PROVIDERS`) in this process, never ``auto``."""
-    import onnxruntime as ort
-
     if requested not in PROVIDERS:
         raise ValueError(f"unknown anime provider {requested!r}; one of {', '.join(PROVIDERS)}")
-    has_openvino = _OPENVINO in ort.get_available_providers()
+    has_openvino = _OPENVINO in available_providers()
     if requested == "auto":
         return "openvino-bf16" if has_openvino and cpu_has_bf16() else "cpu"
     if requested == "openvino-bf16" and not has_openvino:
         raise RuntimeError(
             "the openvino-bf16 anime provider needs onnxruntime-openvino (the anime container image), "
-            f"and this ONNX Runtime has only {', '.join(ort.get_available_providers())}"
+            f"and this ONNX Runtime has only {', '.join(available_providers())}"
         )
     return requested
 
@@ -191,14 +133,14 @@ class AnimeModel:
         if self.provider == "cpu":
             source = model if isinstance(model, bytes) else str(model)
             opts = session_options(self.threads, optimized_path, max_side)
-            self.session: Any = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+            self.session: Any = open_session(source, opts, ["CPUExecutionProvider"])
             described = self.session
         else:
             self._model_bytes = model if isinstance(model, bytes) else Path(model).read_bytes()
             self.session = None
             quick = ort.SessionOptions()  # a CPU session only to read the model's metadata, then dropped
             quick.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            described = ort.InferenceSession(self._model_bytes, quick, providers=["CPUExecutionProvider"])
+            described = open_session(self._model_bytes, quick, ["CPUExecutionProvider"])
         SESSIONS_CREATED += 1
         meta = described.get_modelmeta().custom_metadata_map
         inp = described.get_inputs()[0]
@@ -238,7 +180,7 @@ class AnimeModel:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             options = openvino_options(self.threads, f"{self.input_name}[{','.join(map(str, shape))}]")
-            compiled = ort.InferenceSession(self._model_bytes, opts, providers=[(_OPENVINO, options)])
+            compiled = open_session(self._model_bytes, opts, [(_OPENVINO, options)])
             if compiled.get_providers()[0] != _OPENVINO:
                 raise RuntimeError("ONNX Runtime did not take the OpenVINO execution provider")
             self._compiled, self._shape = compiled, tuple(shape)
@@ -364,7 +306,6 @@ __all__ = [
     "DEFAULT_MAX_SIDE",
     "PROVIDERS",
     "AnimeModel",
-    "arena_bytes",
     "clear_cache",
     "cpu_has_bf16",
     "load_model",
@@ -373,6 +314,5 @@ __all__ = [
     "output_size",
     "psnr",
     "resolve_provider",
-    "session_options",
     "working_size",
 ]

@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from atelier.inference import tiling
 from atelier.inference.models import edsr, fp16
+from atelier.inference.sessions import available_providers, open_session
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
 
@@ -26,14 +27,9 @@ DEFAULT_GPU_BUDGET = 1536 * 1024 * 1024
 """Activation budget for choosing GPU tiles; leaves room under a 2 GB peak for weights and workspace."""
 
 
-def _available() -> list[str]:
-    """Execution providers this onnxruntime build offers."""
-    return list(ort.get_available_providers())
-
-
 def pick_provider(requested: Provider = "auto") -> Literal["tensorrt", "cuda", "cpu"]:
     """Resolve 'auto' to CUDA when this onnxruntime build has it, else the CPU; check explicit choices."""
-    have = _available()
+    have = available_providers()
     if requested == "auto":
         return "cuda" if "CUDAExecutionProvider" in have else "cpu"
     needed = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider"}.get(requested)
@@ -90,9 +86,7 @@ class Upscaler:
         else:
             payload = model.SerializeToString()
         del model
-        self.session = ort.InferenceSession(
-            payload, options, providers=self._provider_list(gpu_mem_limit_bytes, trt_cache_dir)
-        )
+        self.session = open_session(payload, options, self._provider_list(gpu_mem_limit_bytes, trt_cache_dir))
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._bound: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
