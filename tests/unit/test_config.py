@@ -82,6 +82,14 @@ def test_worker_settings_need_a_queue_and_a_model_path_per_scale() -> None:
     settings = WorkerSettings.from_env({**model, "ATELIER_WORKER_HEARTBEAT": "0.5"}, queue_url="q")
     assert (settings.queue_url, settings.heartbeat, settings.visibility) == ("q", 0.5, 300)
     assert str(settings.model_path(3)) == "/opt/models/x3.onnx"
+    assert settings.provider == "auto"
+
+
+def test_the_upscale_provider_can_be_forced_and_is_checked() -> None:
+    env = {"ATELIER_UPSCALE_MODEL": "/opt/models/x{scale}.onnx", "ATELIER_UPSCALE_PROVIDER": "cpu"}
+    assert WorkerSettings.from_env(env, queue_url="q").provider == "cpu"
+    with pytest.raises(ConfigError, match="ATELIER_UPSCALE_PROVIDER"):
+        WorkerSettings.from_env({**env, "ATELIER_UPSCALE_PROVIDER": "gpu"}, queue_url="q")
 
 
 def test_the_function_prefix_is_required_by_the_dead_letter_marker() -> None:

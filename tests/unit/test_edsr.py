@@ -222,3 +222,22 @@ def test_provider_choice_falls_back_to_cpu_and_refuses_missing_ones() -> None:
     if "CUDAExecutionProvider" not in have:
         with pytest.raises(RuntimeError, match="cuda requested"):
             upscale.pick_provider("cuda")
+
+
+def test_a_session_that_fell_back_to_the_cpu_runs_on_the_cpu(
+    small_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU build of ONNX Runtime on a machine whose GPU it cannot use lists CUDA and gives a CPU session.
+
+    Here the CPU build is told it has CUDA: 'auto' asks for CUDA and fp16, ONNX Runtime falls back to the
+    CPU, and the Upscaler then runs what it really got (fp32 on the CPU, no device buffers) and renders.
+    """
+    monkeypatch.setattr(
+        upscale, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert upscale.pick_provider("auto") == "cuda"
+    upscaler = upscale.Upscaler(small_model_path, provider="auto", threads=2)
+    assert (upscaler.provider, upscaler.fp16, upscaler.providers) == ("cpu", False, ["CPUExecutionProvider"])
+    bgr = photo_like(21, 17, seed=3)
+    reference = upscale.Upscaler(small_model_path, provider="cpu", threads=2).upscale(bgr, tile=0)
+    np.testing.assert_array_equal(upscaler.upscale(bgr, tile=0), reference)

@@ -172,12 +172,16 @@ class AnimeSettings:
         )
 
 
+UPSCALE_PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")  # atelier.inference.upscale.PROVIDERS
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """The GPU worker's queue, its lease timings and its models."""
 
     queue_url: str
     model_template: str  # a path with {scale} in it (the models baked into the image)
+    provider: str = "auto"  # auto (the GPU where ONNX Runtime has one), tensorrt, cuda or cpu
     wait_seconds: int = 20
     visibility: int = 300
     heartbeat: float = 60.0
@@ -186,7 +190,8 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, env: Env | None = None, *, queue_url: str | None = None) -> WorkerSettings:
-        """``ATELIER_UPSCALE_QUEUE_URL`` (or ``queue_url``), ``_UPSCALE_MODEL``, ``ATELIER_WORKER_*``."""
+        """Read ``ATELIER_UPSCALE_QUEUE_URL`` (or take ``queue_url``), ``ATELIER_UPSCALE_MODEL``,
+        ``ATELIER_UPSCALE_PROVIDER`` and ``ATELIER_WORKER_*``."""
         env, d = _env(env), cls("", "{scale}")
         url = queue_url or env.get("ATELIER_UPSCALE_QUEUE_URL", "")
         if not url:
@@ -194,9 +199,15 @@ class WorkerSettings:
         template = env.get("ATELIER_UPSCALE_MODEL", "")
         if "{scale}" not in template:
             raise ConfigError("ATELIER_UPSCALE_MODEL must be a model path containing {scale}")
+        provider = env.get("ATELIER_UPSCALE_PROVIDER", "") or d.provider
+        if provider not in UPSCALE_PROVIDERS:
+            raise ConfigError(
+                f"ATELIER_UPSCALE_PROVIDER={provider!r} is not one of {', '.join(UPSCALE_PROVIDERS)}"
+            )
         return cls(
             queue_url=url,
             model_template=template,
+            provider=provider,
             wait_seconds=_int(env, "ATELIER_WORKER_WAIT_SECONDS", d.wait_seconds, low=0, high=20),
             visibility=_int(env, "ATELIER_WORKER_VISIBILITY", d.visibility),
             heartbeat=_float(env, "ATELIER_WORKER_HEARTBEAT", d.heartbeat),

@@ -127,7 +127,7 @@ def main(queue_url: str | None = None, *, until_idle: bool = False, tile: int | 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = WorkerSettings.from_env(queue_url=queue_url)
     app = wiring.build(AppConfig.from_env(idempotency=False))
-    models = UpscaleModels(settings.model_path)
+    models = UpscaleModels(settings.model_path, provider=settings.provider)
     queue = SqsJobQueue(app.sqs, settings.queue_url, wait_seconds=settings.wait_seconds)
     redrive = queue.redrive()
     worker = Worker(

@@ -8,6 +8,7 @@ on a GPU in this repository's test suite.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ from atelier.inference.models import edsr, fp16
 from atelier.inference.sessions import available_providers, open_session
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
+PROVIDERS: tuple[Provider, ...] = ("auto", "tensorrt", "cuda", "cpu")
+_PROVIDER_NAMES: dict[str, Literal["tensorrt", "cuda", "cpu"]] = {
+    "TensorrtExecutionProvider": "tensorrt",
+    "CUDAExecutionProvider": "cuda",
+    "CPUExecutionProvider": "cpu",
+}
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GPU_BUDGET = 1536 * 1024 * 1024
 """Activation budget for choosing GPU tiles; leaves room under a 2 GB peak for weights and workspace."""
@@ -78,15 +87,26 @@ class Upscaler:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        fp32_payload = model.SerializeToString()
         if self.fp16:
             if fp16_model_path is not None:
                 payload: bytes = Path(fp16_model_path).read_bytes()
             else:
                 payload = fp16.convert(model).SerializeToString()
         else:
-            payload = model.SerializeToString()
+            payload = fp32_payload
         del model
         self.session = open_session(payload, options, self._provider_list(gpu_mem_limit_bytes, trt_cache_dir))
+        got = _PROVIDER_NAMES.get(self.session.get_providers()[0], "cpu")
+        if got != self.provider:
+            # ONNX Runtime fell back (a GPU build on a machine without a usable GPU, say): what runs from
+            # here is what the session really got, never the device path of the provider asked for.
+            log.warning("asked for %s, the session got %s: running on %s", self.provider, got, got)
+            self.provider = got
+            if got == "cpu" and precision == "auto" and self.fp16:
+                self.fp16 = False
+                self.bytes_per_pixel = edsr.activation_bytes_per_pixel(n_feats, self.scale, 4)
+                self.session = open_session(fp32_payload, options, ["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._bound: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
