@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -77,6 +78,20 @@ def hang_once(event, context):
 
 def fail(event, context):
     raise ValueError(f"cannot render {event['id']}")
+
+
+def hog(event, context):
+    held = bytearray(event["mb"] << 20)  # zero pages are not resident until written
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    time.sleep(event.get("hold", 0))
+    return {"pid": os.getpid(), "mb": event["mb"]}
+
+
+def span(event, context):
+    started = time.time()
+    time.sleep(event["seconds"])
+    return {"pid": os.getpid(), "started": started, "ended": time.time()}
 '''
 
 TEMPLATE = """
@@ -141,6 +156,16 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Handler: missing.handler
+  HogFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.hog
+      MemorySize: 160
+  OneAtATimeFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.span
+      ReservedConcurrentExecutions: 1
   UploadFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -486,3 +511,34 @@ def test_uploads_while_no_dispatcher_ran_are_delivered_once(
     assert third.poll_once() == 0
     delivered = [json.loads(line) for line in (state / "delivered.jsonl").read_text().splitlines()]
     assert sorted(key for _, key, _ in delivered) == sorted([before, during, missed])
+
+
+# --- memory and concurrency ------------------------------------------------------------------------------
+
+
+def test_a_function_past_its_memory_size_is_killed_and_the_others_run_on(
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher()
+    within = dispatcher.invoke_async("HogFunction", {"mb": 16})
+    assert within.done.wait(30) and within.outcome == "success"
+    over = dispatcher.invoke_async("HogFunction", {"mb": 400, "hold": 5})
+    echo = dispatcher.invoke_async("EchoFunction", {"n": 1})
+    assert over.done.wait(30) and echo.done.wait(30)
+    assert over.outcome == "failed" and echo.outcome == "success"
+    assert over.error_type == "Runtime.OutOfMemory"
+    assert over.error_message is not None and "of its 160 MB" in over.error_message
+    assert not _alive(within.result["pid"])  # the environment that ran out went with it
+    again = dispatcher.invoke_async("HogFunction", {"mb": 16})
+    assert again.done.wait(30) and again.outcome == "success"  # a new environment serves the next
+
+
+def test_reserved_concurrency_runs_a_function_one_invocation_at_a_time(
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher(max_workers=3)
+    calls = [dispatcher.invoke_async("OneAtATimeFunction", {"seconds": 0.6}) for _ in range(3)]
+    assert dispatcher.wait_idle(60)
+    assert [c.outcome for c in calls] == ["success"] * 3
+    spans = sorted((c.result["started"], c.result["ended"]) for c in calls)
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))

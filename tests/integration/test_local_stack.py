@@ -22,6 +22,8 @@ import pytest
 from atelier_dev.local.dispatcher import Dispatcher, LambdaContext
 from atelier_dev.local.stack import LocalStack
 
+CHELSEA = Path(__file__).resolve().parents[2] / "samples" / "chelsea.jpg"
+
 pytestmark = pytest.mark.integration
 
 STYLES = ("SketchFunction", "PencilFunction", "OilFunction", "WatercolorFunction")
@@ -393,15 +395,18 @@ def test_a_stack_in_a_with_block_leaves_nothing_running(tmp_path: Path) -> None:
     assert not list(Path("/tmp").glob(f"weed.*.{weed.pid}"))  # its glog files went to the stack's logs
 
 
-def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
+def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "detached"
     cli = [sys.executable, "-m", "atelier_dev.local.cli"]
-    up = subprocess.run([*cli, "up", "--dir", str(data_dir)], capture_output=True, text=True, timeout=120)
+    up = subprocess.run([*cli, "up", "--dir", str(data_dir)], capture_output=True, text=True, timeout=240)
     try:
         assert up.returncode == 0, up.stderr
         state = json.loads((data_dir / "stack.json").read_text())
-        pids = [s["pid"] for s in state["servers"].values()]
+        runner = json.loads((data_dir / "runner.json").read_text())
+        pids = [s["pid"] for s in state["servers"].values()] + [runner["pid"]]
         assert all(psutil.pid_exists(pid) for pid in pids)
+        with urllib.request.urlopen(f"{runner['api']}/", timeout=10) as page:  # the gallery
+            assert page.status == 200
 
         env = subprocess.run(
             [*cli, "status", "--dir", str(data_dir), "--env"], capture_output=True, text=True
@@ -417,10 +422,23 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
             aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
             region_name="us-east-1",
         )
-        assert state["env"]["ATELIER_BUCKET"] in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        bucket = state["env"]["ATELIER_BUCKET"]
+        assert bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        # a plain S3 client drops a photo; the runner's dispatcher renders it in the function's own process
+        s3.put_object(Bucket=bucket, Key="incoming/sketch/dropped.jpg", Body=CHELSEA.read_bytes())
+        deadline = time.monotonic() + 120
+        renders: list[str] = []
+        while not renders and time.monotonic() < deadline:
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix="renders/").get("Contents", [])
+            renders = [o["Key"] for o in listed if o["Key"].endswith("/sketch.jpg")]
+            time.sleep(0.5)
+        assert renders, (data_dir / "logs" / "runner.log").read_text()[-3000:]
+        functions = [p.pid for p in psutil.Process(runner["pid"]).children(recursive=True)]
+        assert functions  # the sketch function's warm environment, a child of the runner
+        pids += functions
 
         table = subprocess.run([*cli, "status", "--dir", str(data_dir)], capture_output=True, text=True)
-        assert table.returncode == 0 and "running" in table.stdout
+        assert table.returncode == 0 and "running" in table.stdout and runner["api"] in table.stdout
     finally:
         down = subprocess.run(
             [*cli, "down", "--dir", str(data_dir)], capture_output=True, text=True, timeout=60

@@ -49,7 +49,7 @@ def run(
         root = data_dir or Path(tmp)
         console.print(f"starting the local stack in {root} ...")
         started = time.perf_counter()
-        model_dir = _dev_models(console)
+        model_dir = dev_models(console)
         with start_stack(root, parameters={"AnimeModel": DEV_MODELS[0]}) as stack:
             stack.env["ATELIER_MODEL_DIR"] = str(model_dir)
             ends = stack.endpoints
@@ -92,7 +92,7 @@ def run(
     return 1 if bad else 0
 
 
-def _dev_models(console: Console) -> Path:
+def dev_models(console: Console) -> Path:
     """Build the untrained dev models once into the model cache (seconds; no network)."""
     from atelier.inference import models
     from atelier_dev.models.cli import main as models_main

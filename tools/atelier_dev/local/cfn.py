@@ -197,6 +197,7 @@ class FunctionSpec:
     on_success: Destination | None
     event_rules: tuple[EventRule, ...] = ()
     sqs_events: tuple[SqsEventSource, ...] = ()
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: at most this many at once
 
 
 @dataclass(frozen=True)
@@ -632,6 +633,11 @@ class LocalTemplate:
                     on_success=_destination(destinations.get("OnSuccess")),
                     event_rules=tuple(self._event_rules(lid, arn)),
                     sqs_events=tuple(self._sqs_sources(lid, {name, arn})),
+                    reserved_concurrency=(
+                        int(props["ReservedConcurrentExecutions"])
+                        if "ReservedConcurrentExecutions" in props
+                        else None
+                    ),
                 )
             )
         return out

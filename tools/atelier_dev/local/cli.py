@@ -19,11 +19,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="local_command", required=True)
 
-    up = sub.add_parser("up", help="start detached servers and create the template's resources")
+    up = sub.add_parser(
+        "up",
+        help="start the stack detached: the servers, the template's resources, and a runner that renders "
+        "what lands in the bucket, serves the upload API and the gallery, and runs the upscale worker",
+    )
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"state and data folder (default {DEFAULT_DIR})")
     up.add_argument("--template", default=None, help="template.yaml (default: the project's)")
     up.add_argument("--stack-name", default=None, help="prefix of the local resource names")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the servers")
+    up.add_argument(
+        "--no-runner",
+        action="store_true",
+        help="the servers and resources only (no dispatcher, API or worker)",
+    )
     up.set_defaults(func=_cmd_up)
 
     status = sub.add_parser("status", help="show what runs and where")
@@ -48,7 +57,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.stack_name:
         kwargs["stack_name"] = args.stack_name
     try:
-        state = up(args.dir, timeout=args.timeout, **kwargs)
+        state = up(args.dir, timeout=args.timeout, serve=not args.no_runner, **kwargs)
     except StackError as exc:
         print(f"atelier local up: {exc}", file=sys.stderr)
         return 1
@@ -58,13 +67,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from atelier_dev.local.stack import read_state, server_alive
+    from atelier_dev.local.stack import read_runner, read_state, server_alive
 
     state = read_state(args.dir)
     if state is None:
         print(f"no local stack recorded in {args.dir}", file=sys.stderr)
         return 1
+    runner = read_runner(args.dir)
     running = all(server_alive(s) for s in state.get("servers", {}).values())
+    running = running and (runner is None or server_alive(runner))
     if args.env:
         for key, value in sorted(state.get("env", {}).items()):
             print(f"export {key}={shlex.quote(str(value))}")
@@ -87,7 +98,7 @@ def _print_status(state: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from atelier_dev.local.stack import server_alive
+    from atelier_dev.local.stack import read_runner, server_alive
 
     console = Console()
     servers = Table(title=f"local stack {state.get('stack_name', '')} in {state.get('data_dir', '')}")
@@ -106,7 +117,19 @@ def _print_status(state: dict[str, Any]) -> None:
             ports,
             str(info.get("log") or ""),
         )
+    runner = read_runner(state.get("data_dir", ""))
+    if runner is not None:
+        servers.add_row(
+            "runner",
+            "[green]running[/green]" if server_alive(runner) else "[red]stopped[/red]",
+            str(runner.get("pid")),
+            str(runner.get("api")),
+            "dispatcher, API and gallery, upscale worker",
+            str(runner.get("log") or ""),
+        )
     console.print(servers)
+    if runner is not None:
+        console.print(f"gallery and upload API: {runner.get('api')}")
     resources = Table(title="resources (from template.yaml)")
     resources.add_column("logical id")
     resources.add_column("local name")

@@ -32,6 +32,8 @@ from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import quote_plus
 
+import psutil
+
 import atelier
 from atelier.entrypoints import Handler
 from atelier_dev.local import overlaid
@@ -302,6 +304,45 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class _MemoryWatch:
+    """Kill an environment whose memory (its processes' resident set) passes the function's MemorySize
+    while it runs an invocation, as Lambda ends a sandbox that runs out of memory. Sampled every 50 ms: a
+    spike shorter than that can pass unseen. An address-space limit would be exact but is not Lambda's
+    measure: ONNX Runtime reserves the anime function's arena up front (atelier.inference.sessions), so
+    its address space is several times what it uses, and such a limit would refuse work Lambda runs."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, env: _Environment, memory_mb: int) -> None:
+        self.env = env
+        self.limit = memory_mb << 20
+        self.peak = 0
+        self.exceeded = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"memory-watch-{env.pid}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.env.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._done.wait(self.INTERVAL):
+            try:
+                used = sum(p.memory_info().rss for p in (root, *root.children(recursive=True)))
+            except psutil.NoSuchProcess:
+                return
+            self.peak = max(self.peak, used)
+            if used > self.limit:
+                self.exceeded = True
+                self.env.kill()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=1)
+
+
 class Dispatcher:
     """Polls the bucket for new objects, routes S3 events by the template's patterns, invokes handlers.
 
@@ -332,6 +373,7 @@ class Dispatcher:
         isolation: Isolation = "thread",
         function_timeouts: Mapping[str, float] | None = None,
         state_dir: str | Path | None = None,
+        memory_limits: bool = True,
     ) -> None:
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
@@ -351,6 +393,7 @@ class Dispatcher:
         self.replay_existing = replay_existing
         self.apply_env = apply_env
         self.isolation: Isolation = isolation
+        self.memory_limits = memory_limits and isolation == "process"
         self.max_workers = max_workers
         self.max_environments = max_environments or 2 * max_workers
         self.functions: dict[str, FunctionSpec] = {fn.logical_id: fn for fn in template.functions()}
@@ -380,6 +423,7 @@ class Dispatcher:
         self._envs: list[_Environment] = []
         self._envs_cond = threading.Condition()
         self._starting = 0
+        self._starting_of: dict[str, int] = {}  # environments being started, by function
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._env_scope: contextlib.ExitStack | None = None
@@ -624,13 +668,23 @@ class Dispatcher:
             if not env.send(request):
                 self._check_abandoned()
                 raise InvokeError("Runtime.ExitError", env.exit_message())
+            watch = _MemoryWatch(env, fn.memory_size) if self.memory_limits else None
             try:
                 answer = env.receive(timeout, invocation.request_id)
             except queue.Empty:
                 env.kill()
                 self._check_abandoned()
                 raise InvokeError("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds") from None
+            finally:
+                if watch is not None:
+                    watch.stop()
             self._check_abandoned()
+            if answer is None and watch is not None and watch.exceeded:
+                raise InvokeError(
+                    "Runtime.OutOfMemory",
+                    f"Runtime exited with error: signal: killed (it used {watch.peak >> 20} MB of its "
+                    f"{fn.memory_size} MB)",
+                )
             if answer is None:
                 raise InvokeError("Runtime.ExitError", env.exit_message())
             keep = True
@@ -641,7 +695,11 @@ class Dispatcher:
             self._release(env, keep=keep)
 
     def _acquire(self, fn: FunctionSpec) -> _Environment:
-        """An idle environment of ``fn``, else a new one (an idle one of another function makes room)."""
+        """An idle environment of ``fn``, else a new one (an idle one of another function makes room).
+
+        A function with ReservedConcurrentExecutions runs in at most that many environments at once; an
+        invocation past it waits for one of them (Lambda throttles it, and retries it for an async invoke).
+        """
         victims: list[_Environment] = []
         env: _Environment | None = None
         with self._envs_cond:
@@ -652,18 +710,25 @@ class Dispatcher:
                 self._envs = [e for e in self._envs if e not in dead]
                 idle = [e for e in self._envs if not e.busy]
                 warm = [e for e in idle if e.function == fn.logical_id]
+                running = sum(e.busy for e in self._envs if e.function == fn.logical_id)
+                running += self._starting_of.get(fn.logical_id, 0)
+                if fn.reserved_concurrency is not None and running >= fn.reserved_concurrency:
+                    self._envs_cond.wait(timeout=1.0)
+                    continue
                 if warm:
                     env = max(warm, key=lambda e: e.last_used)
                     env.busy = True
                     break
                 if len(self._envs) + self._starting < self.max_environments:
                     self._starting += 1
+                    self._starting_of[fn.logical_id] = self._starting_of.get(fn.logical_id, 0) + 1
                     break
                 if idle:
                     victim = min(idle, key=lambda e: e.last_used)
                     self._envs.remove(victim)
                     victims.append(victim)
                     self._starting += 1
+                    self._starting_of[fn.logical_id] = self._starting_of.get(fn.logical_id, 0) + 1
                     break
                 self._envs_cond.wait(timeout=1.0)
         for victim in victims:
@@ -675,6 +740,7 @@ class Dispatcher:
         finally:
             with self._envs_cond:
                 self._starting -= 1
+                self._starting_of[fn.logical_id] -= 1
                 self._envs_cond.notify_all()
 
     def _spawn(self, fn: FunctionSpec) -> _Environment:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 ACCESS_KEY = "ATELIERLOCALACCESSKEY"
 SECRET_KEY = "atelier-local-secret-key-0000000000000000"
 STATE_FILE = "stack.json"
+RUNNER_FILE = (
+    "runner.json"  # the runner of a detached stack: its pid, the API's URL (atelier_dev.local.runner)
+)
 GRPC_OFFSET = 10000
 LOOPBACK = "127.0.0.1"
 
@@ -476,6 +479,33 @@ class LocalStack:
         self._dispatcher: Dispatcher | None = None
         self._clients: dict[str, Any] = {}
 
+    @classmethod
+    def attach(cls, data_dir: str | Path) -> LocalStack:
+        """The stack recorded in ``data_dir``'s stack.json, its servers running elsewhere (``atelier local
+        up``): the template, names and environment, to run a dispatcher, the API and the worker on."""
+        state = read_state(data_dir)
+        if state is None:
+            raise StackError(f"no local stack recorded in {data_dir}")
+        stack = cls(
+            data_dir,
+            template_path=state["template"],
+            stack_name=state["stack_name"],
+            parameters=state.get("parameters") or {},
+        )
+        stack.env = dict(state["env"])
+        stack.names = dict(state["resources"])
+        stack.queue_urls = dict(state["queue_urls"])
+        stack.account = str(state["account"])
+        stack.template = LocalTemplate.from_file(
+            stack.template_path,
+            stack_name=stack.stack_name,
+            region=DEFAULT_REGION,
+            account=stack.account,
+            sqs_endpoint=stack.env["AWS_ENDPOINT_URL_SQS"],
+            parameters=stack.parameters,
+        )
+        return stack
+
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> LocalStack:
@@ -697,6 +727,7 @@ class LocalStack:
             "endpoints": self.endpoints,
             "resources": self.names,
             "queue_urls": self.queue_urls,
+            "parameters": self.parameters,
             "env": self.env,
         }
 
@@ -736,8 +767,13 @@ def server_alive(info: Mapping[str, Any]) -> bool:
     return pid is not None and _pid_alive(int(pid), info.get("create_time"))
 
 
-def up(data_dir: str | Path, *, timeout: float = 60.0, **kwargs: Any) -> dict[str, Any]:
-    """Start a detached stack under ``data_dir`` and record it in stack.json."""
+def up(data_dir: str | Path, *, timeout: float = 60.0, serve: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """Start a detached stack under ``data_dir`` and record it in stack.json.
+
+    With ``serve`` a detached runner (:mod:`atelier_dev.local.runner`) then plays S3 -> EventBridge ->
+    Lambda with each function in its own processes, and serves the upload API, the gallery and the upscale
+    worker, until ``down``: a photo any S3 client drops into the bucket renders.
+    """
     state = read_state(data_dir)
     if state and any(server_alive(s) for s in state.get("servers", {}).values()):
         raise StackError(f"a local stack already runs from {data_dir}; run `atelier local down` first")
@@ -745,10 +781,39 @@ def up(data_dir: str | Path, *, timeout: float = 60.0, **kwargs: Any) -> dict[st
     stack.start()
     try:
         stack.write_state()
+        if serve:
+            start_runner(stack.data_dir, timeout=max(timeout, 120.0))
     except BaseException:
-        stack.stop()
+        down(data_dir)
         raise
     return stack.state()
+
+
+def start_runner(data_dir: Path, *, timeout: float = 120.0) -> dict[str, Any]:
+    """Start the runner of the stack in ``data_dir``, detached, and wait until it serves."""
+    (data_dir / RUNNER_FILE).unlink(missing_ok=True)
+    log_path = data_dir / "logs" / "runner.log"
+    cmd = [sys.executable, "-m", "atelier_dev.local.runner", str(data_dir)]
+    proc = _spawn(cmd, log_path, cwd=data_dir, detached=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runner = read_runner(data_dir)
+        if runner is not None and runner.get("pid") == proc.pid:
+            return runner
+        if proc.poll() is not None:
+            raise StackError(f"the runner exited ({proc.returncode}):\n{_log_tail(log_path)}")
+        time.sleep(0.2)
+    terminate_pid(proc.pid)
+    raise StackError(f"the runner did not serve within {timeout:.0f} s:\n{_log_tail(log_path)}")
+
+
+def read_runner(data_dir: str | Path) -> dict[str, Any] | None:
+    """The runner.json of a detached stack (written once it serves), or None."""
+    path = Path(data_dir) / RUNNER_FILE
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
@@ -756,6 +821,13 @@ def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
     state = read_state(data_dir)
     if state is None:
         return []
+    stopped_runner: list[str] = []
+    runner = read_runner(data_dir)
+    if runner is not None:
+        # first, so that it stops its functions' processes, the API and the worker while the servers answer
+        if terminate_pids([(int(runner["pid"]), runner.get("create_time"))], timeout=max(timeout, 60.0)):
+            stopped_runner.append("runner")
+        (Path(data_dir) / RUNNER_FILE).unlink(missing_ok=True)
     servers = {
         int(info["pid"]): name
         for name, info in state.get("servers", {}).items()
@@ -766,7 +838,7 @@ def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
         for info in state.get("servers", {}).values()
         if info.get("pid") is not None
     ]
-    stopped = [servers[pid] for pid in terminate_pids(pids, timeout=timeout)]
+    stopped = stopped_runner + [servers[pid] for pid in terminate_pids(pids, timeout=timeout)]
     for info in state.get("servers", {}).values():
         remove_leftovers(info.get("leftovers") or [])
     (Path(data_dir) / STATE_FILE).unlink(missing_ok=True)

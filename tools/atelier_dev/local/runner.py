@@ -1,0 +1,75 @@
+"""The runner of a detached local stack (``atelier local up``): ``python -m atelier_dev.local.runner DIR``.
+
+It attaches to the servers ``up`` started (stack.json), then, until SIGTERM (``atelier local down``):
+- the dispatcher plays S3 -> EventBridge -> Lambda, each function in warm processes of its own that are
+  killed past the function's Timeout, held to its MemorySize and its ReservedConcurrentExecutions, so a
+  photo any S3 client drops into the bucket renders, and one function's crash leaves the others running;
+- the upload API and the gallery are served on loopback;
+- the upscale worker consumes the upscale queue on the CPU, as the GPU task does.
+
+Once all three serve, it writes runner.json (its pid, the API's URL), which ``up`` waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+
+from atelier_dev.demo import dev_models, serve_worker
+from atelier_dev.local.api_server import serve_api
+from atelier_dev.local.stack import RUNNER_FILE, LocalStack
+
+log = logging.getLogger("atelier.local.runner")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m atelier_dev.local.runner DATA_DIR", file=sys.stderr)
+        return 2
+    data_dir = Path(args[0]).resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    stack = LocalStack.attach(data_dir)
+    model_dir = dev_models(Console(stderr=True))
+    stack.env["ATELIER_MODEL_DIR"] = str(model_dir)
+    stack.env["POWERTOOLS_METRICS_DISABLED"] = "true"  # no CloudWatch here; the functions still log
+    stack.start_dispatcher(isolation="process", state_dir=data_dir / "dispatcher")
+    url, stop_api = serve_api(stack)
+    worker, worker_thread = serve_worker(stack, model_dir)
+    runner = {
+        "pid": os.getpid(),
+        "create_time": psutil.Process().create_time(),
+        "api": url,
+        "log": str(data_dir / "logs" / "runner.log"),
+        "isolation": "process",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = data_dir / f".{RUNNER_FILE}.tmp"
+    tmp.write_text(json.dumps(runner, indent=2), encoding="utf-8")
+    tmp.replace(data_dir / RUNNER_FILE)
+    log.info("serving: gallery and API on %s; the dispatcher and the upscale worker run", url)
+
+    stop.wait()
+    log.info("stopping")
+    worker.request_stop()
+    worker_thread.join(timeout=60)
+    stop_api()
+    stack.stop()  # the dispatcher and its functions' processes (the servers are `down`'s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
