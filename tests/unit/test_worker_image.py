@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
+
+from tests.imports import top_level_modules_loaded_by
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "infra" / "gpu-worker" / "requirements.txt"
@@ -51,18 +50,8 @@ def _with_dependencies(names: set[str]) -> set[str]:
 
 
 def _imported_distributions() -> set[str]:
-    script = (
-        "import importlib, json, sys\n"
-        "before = set(sys.modules)\n"
-        f"for name in {IMPORTS!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120
-    )
-    modules = json.loads(done.stdout.strip().splitlines()[-1])
     providers = metadata.packages_distributions()
+    modules = top_level_modules_loaded_by(IMPORTS)
     return {_canonical(dist) for module in modules for dist in providers.get(module, [])} - {"atelier"}
 
 
