@@ -448,3 +448,38 @@ def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tm
     assert _ours(data_dir) == []
     after = subprocess.run([*cli, "status", "--dir", str(data_dir)], capture_output=True, text=True)
     assert after.returncode == 1
+
+
+def test_cli_up_listen_all_lets_other_hosts_and_containers_reach_the_servers(tmp_path: Path) -> None:
+    """`--listen 0.0.0.0`: every server listens on all addresses (a container reaches the host through the
+    Docker bridge's gateway, never 127.0.0.1), and S3 answers on each IPv4 address this machine has."""
+    data_dir = tmp_path / "everywhere"
+    cli = [sys.executable, "-m", "atelier_dev.local.cli"]
+    up = [*cli, "up", "--dir", str(data_dir), "--listen", "0.0.0.0", "--no-runner"]
+    started = subprocess.run(up, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        state = json.loads((data_dir / "stack.json").read_text())
+        assert state["listen"] == "0.0.0.0"
+        for name, info in state["servers"].items():
+            listening = {
+                c.laddr.ip
+                for c in psutil.Process(info["pid"]).net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            }
+            assert listening & {"0.0.0.0", "::"}, (name, listening)
+        addresses = {
+            a.address for nic in psutil.net_if_addrs().values() for a in nic if a.family.name == "AF_INET"
+        }
+        port = state["endpoints"]["s3"].rsplit(":", 1)[1]
+        for address in sorted(addresses):
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=f"http://{address}:{port}",
+                aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
+                region_name="us-east-1",
+            )
+            assert state["env"]["ATELIER_BUCKET"] in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    finally:
+        subprocess.run([*cli, "down", "--dir", str(data_dir)], capture_output=True, text=True, timeout=60)

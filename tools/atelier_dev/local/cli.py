@@ -29,6 +29,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     up.add_argument("--stack-name", default=None, help="prefix of the local resource names")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the servers")
     up.add_argument(
+        "--listen",
+        default=None,
+        metavar="ADDR",
+        help="the servers' address (default 127.0.0.1); 0.0.0.0 lets containers reach them, through "
+        "the Docker bridge's gateway, and anyone on the network too",
+    )
+    up.add_argument(
         "--no-runner",
         action="store_true",
         help="the servers and resources only (no dispatcher, API or worker)",
@@ -56,6 +63,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         kwargs["template_path"] = args.template
     if args.stack_name:
         kwargs["stack_name"] = args.stack_name
+    if args.listen:
+        kwargs["listen"] = args.listen
     try:
         state = up(args.dir, timeout=args.timeout, serve=not args.no_runner, **kwargs)
     except StackError as exc:

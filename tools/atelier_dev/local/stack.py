@@ -274,6 +274,11 @@ def remove_leftovers(paths: Sequence[str]) -> None:
             Path(path).unlink(missing_ok=True)
 
 
+def endpoint_host(listen: str) -> str:
+    """The address a client on this machine reaches a server listening on ``listen`` at."""
+    return LOOPBACK if listen in (LOOPBACK, "0.0.0.0") else listen
+
+
 def _socket_path(run_dir: Path, name: str) -> str:
     path = str(run_dir / f"{name}.sock")
     if len(path) < 100:
@@ -282,15 +287,21 @@ def _socket_path(run_dir: Path, name: str) -> str:
 
 
 def seaweed_command(
-    weed: str, data_dir: Path, identities: Path, ports: Mapping[str, int], run_dir: Path
+    weed: str,
+    data_dir: Path,
+    identities: Path,
+    ports: Mapping[str, int],
+    run_dir: Path,
+    listen: str = LOOPBACK,
 ) -> list[str]:
-    """The ``weed mini`` command line: loopback only, every port chosen, optional gateways off."""
+    """The ``weed mini`` command line: listening on ``listen`` (loopback by default), every port chosen,
+    optional gateways off. Its parts find each other on loopback whatever it listens on."""
     cmd = [
         weed,
         "mini",
         f"-dir={data_dir}",
         f"-ip={LOOPBACK}",
-        f"-ip.bind={LOOPBACK}",
+        f"-ip.bind={listen}",
         "-master.telemetry=false",
         "-webdav=false",
         "-admin.ui=false",
@@ -330,6 +341,7 @@ def start_seaweedfs(
     timeout: float = 60.0,
     attempts: int = 3,
     ports: Mapping[str, int] | None = None,
+    listen: str = LOOPBACK,
 ) -> ServerProcess:
     """Start SeaweedFS (``weed mini``) under ``root`` and wait until S3 ListBuckets answers.
 
@@ -347,12 +359,12 @@ def start_seaweedfs(
     fixed = {role: int(ports[role]) for role in roles} if ports is not None else None
     for _ in range(attempts):
         chosen = fixed or dict(zip(roles, free_ports(5), strict=True))
-        cmd = seaweed_command(weed, data_dir, identities, chosen, run_dir)
+        cmd = seaweed_command(weed, data_dir, identities, chosen, run_dir, listen)
         started = time.monotonic()
         # weed writes its glog files to TMPDIR: keep them with the stack's logs, not in /tmp.
         weed_env = {**os.environ, "TMPDIR": str(log_path.parent)}
         proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached, env=weed_env)
-        endpoint = f"http://{LOOPBACK}:{chosen['s3']}"
+        endpoint = f"http://{endpoint_host(listen)}:{chosen['s3']}"
         env = {
             "AWS_ENDPOINT_URL_S3": endpoint,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -393,7 +405,9 @@ def start_seaweedfs(
     raise last or StackError("SeaweedFS did not start")
 
 
-def start_moto(root: Path, *, mode: str = "thread", timeout: float = 30.0) -> ServerProcess:
+def start_moto(
+    root: Path, *, mode: str = "thread", timeout: float = 30.0, listen: str = LOOPBACK
+) -> ServerProcess:
     """Start moto's server for DynamoDB and SQS: in this process (``thread``) or as a child (``process``)."""
     log_path = root / "logs" / "moto.log"
     started = time.monotonic()
@@ -402,18 +416,19 @@ def start_moto(root: Path, *, mode: str = "thread", timeout: float = 30.0) -> Se
 
         strict_moto.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+        server = ThreadedMotoServer(ip_address=listen, port=0, verbose=False)
         server.start()
-        host, port = server.get_host_and_port()
-        result = ServerProcess("moto", f"http://{host}:{port}", {"moto": port}, None, thread_server=server)
+        _host, port = server.get_host_and_port()
+        endpoint = f"http://{endpoint_host(listen)}:{port}"
+        result = ServerProcess("moto", endpoint, {"moto": port}, None, thread_server=server)
         proc = None
     elif mode in ("process", "detached"):
         (port,) = free_ports(1, with_grpc=False)
-        cmd = [sys.executable, "-m", "atelier_dev.local.strict_moto", "-H", LOOPBACK, "-p", str(port)]
+        cmd = [sys.executable, "-m", "atelier_dev.local.strict_moto", "-H", listen, "-p", str(port)]
         proc = _spawn(cmd, log_path, cwd=root, detached=mode == "detached")
         result = ServerProcess(
             "moto",
-            f"http://{LOOPBACK}:{port}",
+            f"http://{endpoint_host(listen)}:{port}",
             {"moto": port},
             log_path,
             pid=proc.pid,
@@ -461,6 +476,7 @@ class LocalStack:
         detached: bool = False,
         start_timeout: float = 60.0,
         parameters: Mapping[str, Any] | None = None,
+        listen: str = LOOPBACK,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.template_path = Path(template_path).resolve() if template_path else find_template()
@@ -469,6 +485,7 @@ class LocalStack:
         self.detached = detached
         self.start_timeout = start_timeout
         self.parameters = dict(parameters or {})
+        self.listen = listen  # the servers' address: 0.0.0.0 lets containers reach them too
         self.s3_server: ServerProcess | None = None
         self.moto_server: ServerProcess | None = None
         self.template: LocalTemplate | None = None
@@ -513,9 +530,11 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.s3_server = start_seaweedfs(
-                self.data_dir, detached=self.detached, timeout=self.start_timeout
+                self.data_dir, detached=self.detached, timeout=self.start_timeout, listen=self.listen
             )
-            self.moto_server = start_moto(self.data_dir, mode=self.moto_mode, timeout=self.start_timeout)
+            self.moto_server = start_moto(
+                self.data_dir, mode=self.moto_mode, timeout=self.start_timeout, listen=self.listen
+            )
             self._create_resources()
         except BaseException:
             self.stop()
@@ -549,7 +568,7 @@ class LocalStack:
         started = time.monotonic()
         old.stop()
         self.s3_server = start_seaweedfs(
-            self.data_dir, detached=self.detached, timeout=self.start_timeout, ports=ports
+            self.data_dir, detached=self.detached, timeout=self.start_timeout, ports=ports, listen=self.listen
         )
         return time.monotonic() - started
 
@@ -728,6 +747,7 @@ class LocalStack:
             "resources": self.names,
             "queue_urls": self.queue_urls,
             "parameters": self.parameters,
+            "listen": self.listen,
             "env": self.env,
         }
 
