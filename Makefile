@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: run test setup native lint typecheck validate build unit adapters test-build integration golden e2e bench look \
-	clean
+	clean sam-invoke
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 /usr/bin/chromium:
 	$(APT) update -qq && $(APT) install -y -qq chromium >/dev/null
 
+# Debian's Docker daemon, debootstrap and patchelf, for `sam local` in the build tier: the tests start a daemon
+# of their own (atelier_dev.local.containers) and, where no registry serves the Lambda base image, build a
+# stand-in for it from Debian packages. Installing them needs root, as the daemon does.
+/usr/sbin/dockerd:
+	$(APT) update -qq && $(APT) install -y -qq docker.io debootstrap patchelf >/dev/null
+
 # Debian's G'MIC, only for the comparison column of `make look` (never a dependency of the product).
 /usr/bin/gmic:
 	$(APT) update -qq && $(APT) install -y -qq gmic >/dev/null
@@ -51,7 +57,8 @@ $(AXE): tests/e2e/package.json tests/e2e/package-lock.json
 	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(OV_VENV)/.installed /usr/bin/chromium native $(AXE)
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(OV_VENV)/.installed /usr/bin/chromium /usr/sbin/dockerd native \
+	$(AXE)
 
 run: $(VENV)/.installed native
 	$(BIN)/atelier demo samples/astronaut.jpg samples/chelsea.jpg samples/coffee.png samples/rocket.webp --out out
@@ -84,9 +91,23 @@ unit: $(VENV)/.installed native
 adapters: $(VENV)/.installed native
 	$(BIN)/pytest tests/adapters
 
-# What `sam build` makes, imported as Lambda does, and the anime image's OpenVINO path in .venv-ov.
-test-build: build native
+# What `sam build` makes, imported as Lambda does and run by `sam local` in Docker, and the anime image's
+# OpenVINO path in .venv-ov.
+test-build: build native /usr/sbin/dockerd
 	$(BIN)/pytest tests/build
+
+# `sam local invoke` of one function against a local stack in LOCAL_DIR (started, listening for containers,
+# when none runs there): make sam-invoke FN=SketchFunction EVENT=events/sketch.json. On a laptop with
+# Docker, SAM pulls the real Lambda image; upload the event's photo first (events/README.md).
+LOCAL_DIR ?= .atelier/local
+FN        ?= SketchFunction
+EVENT     ?= events/sketch.json
+sam-invoke: build
+	$(BIN)/atelier local status --dir $(LOCAL_DIR) >/dev/null 2>&1 || \
+		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0
+	$(BIN)/atelier local sam-env --dir $(LOCAL_DIR) > $(LOCAL_DIR)/sam-env.json
+	eval "$$($(BIN)/atelier local status --dir $(LOCAL_DIR) --env)" && \
+		$(SAM) local invoke $(FN) -t .aws-sam/build/template.yaml -e $(EVENT) --env-vars $(LOCAL_DIR)/sam-env.json
 
 # The local stack's real servers on loopback (SeaweedFS, moto's server, the dispatcher) over HTTP.
 integration: $(VENV)/.installed native

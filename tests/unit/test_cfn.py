@@ -480,3 +480,16 @@ def test_find_in_map_and_pseudo_parameters() -> None:
     assert t.resolve({"Fn::Sub": ["${A}-${B}", {"A": "x", "B": {"Ref": "AWS::Region"}}]}) == "x-us-east-1"
     assert t.resolve({"Fn::Base64": "hi"}) == "aGk="
     assert t.resolve({"Fn::GetAZs": ""})[0] == "us-east-1a"
+
+
+def test_the_endpoint_variables_are_declared_for_sam_local_and_deploy_as_nothing(
+    project: LocalTemplate,
+) -> None:
+    """template.yaml declares AWS_ENDPOINT_URL_* as AWS::NoValue, for `sam local --env-vars` to set: nothing
+    of them reaches a function here (the local stack sets its own endpoints), as nothing is deployed."""
+    for fn in project.functions():
+        declared = project.resources[fn.logical_id]["Properties"]["Environment"]["Variables"]
+        assert {k: v for k, v in declared.items() if k.startswith("AWS_ENDPOINT_URL_")} == {
+            f"AWS_ENDPOINT_URL_{service}": {"Ref": "AWS::NoValue"} for service in ("S3", "DYNAMODB", "SQS")
+        }
+        assert not [k for k in fn.environment if k.startswith("AWS_ENDPOINT_URL")]

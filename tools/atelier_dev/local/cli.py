@@ -49,6 +49,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--json", action="store_true", help="print stack.json")
     status.set_defaults(func=_cmd_status)
 
+    sam_env = sub.add_parser(
+        "sam-env",
+        help="print `sam local --env-vars` JSON: each function's variables, endpoints for containers",
+    )
+    sam_env.add_argument("--dir", default=DEFAULT_DIR)
+    sam_env.add_argument(
+        "--gateway",
+        default=None,
+        help="the host's address seen from a container (default: the Docker bridge's)",
+    )
+    sam_env.set_defaults(func=_cmd_sam_env)
+
     down = sub.add_parser("down", help="stop the servers started by `up`")
     down.add_argument("--dir", default=DEFAULT_DIR)
     down.set_defaults(func=_cmd_down)
@@ -93,6 +105,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         _print_status(state)
     return 0 if running else 1
+
+
+def _cmd_sam_env(args: argparse.Namespace) -> int:
+    from atelier_dev.local.containers import bridge_gateway, sam_env_vars
+    from atelier_dev.local.stack import LocalStack
+
+    stack = LocalStack.attach(args.dir)
+    assert stack.template is not None
+    functions = [fn.logical_id for fn in stack.template.functions()]
+    gateway = args.gateway or bridge_gateway()
+    print(json.dumps(sam_env_vars({fn: stack.function_env(fn) for fn in functions}, gateway), indent=2))
+    return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:

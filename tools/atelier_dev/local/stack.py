@@ -87,7 +87,7 @@ def free_ports(count: int, *, with_grpc: bool = True, avoid: set[int] | None = N
     raise StackError("no free loopback ports found")
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -129,7 +129,7 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child 
         pass
 
 
-def _spawn(
+def spawn(
     cmd: list[str], log_path: Path, *, cwd: Path, detached: bool, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def _wait_until(
     last_error: BaseException | None = None
     while time.monotonic() - start < timeout:
         if proc is not None and proc.poll() is not None:
-            tail = _log_tail(log_path) if log_path else ""
+            tail = log_tail(log_path) if log_path else ""
             raise StackError(f"{what} exited with status {proc.returncode} while starting:\n{tail}")
         try:
             if check():
@@ -217,7 +217,7 @@ def _wait_until(
         except (BotoCoreError, ClientError, OSError) as exc:
             last_error = exc
         time.sleep(0.1)
-    tail = _log_tail(log_path) if log_path else ""
+    tail = log_tail(log_path) if log_path else ""
     raise StackError(f"{what} did not answer within {timeout:.0f} s (last error: {last_error}):\n{tail}")
 
 
@@ -363,7 +363,7 @@ def start_seaweedfs(
         started = time.monotonic()
         # weed writes its glog files to TMPDIR: keep them with the stack's logs, not in /tmp.
         weed_env = {**os.environ, "TMPDIR": str(log_path.parent)}
-        proc = _spawn(cmd, log_path, cwd=data_dir, detached=detached, env=weed_env)
+        proc = spawn(cmd, log_path, cwd=data_dir, detached=detached, env=weed_env)
         endpoint = f"http://{endpoint_host(listen)}:{chosen['s3']}"
         env = {
             "AWS_ENDPOINT_URL_S3": endpoint,
@@ -425,7 +425,7 @@ def start_moto(
     elif mode in ("process", "detached"):
         (port,) = free_ports(1, with_grpc=False)
         cmd = [sys.executable, "-m", "atelier_dev.local.strict_moto", "-H", listen, "-p", str(port)]
-        proc = _spawn(cmd, log_path, cwd=root, detached=mode == "detached")
+        proc = spawn(cmd, log_path, cwd=root, detached=mode == "detached")
         result = ServerProcess(
             "moto",
             f"http://{endpoint_host(listen)}:{port}",
@@ -814,17 +814,17 @@ def start_runner(data_dir: Path, *, timeout: float = 120.0) -> dict[str, Any]:
     (data_dir / RUNNER_FILE).unlink(missing_ok=True)
     log_path = data_dir / "logs" / "runner.log"
     cmd = [sys.executable, "-m", "atelier_dev.local.runner", str(data_dir)]
-    proc = _spawn(cmd, log_path, cwd=data_dir, detached=True)
+    proc = spawn(cmd, log_path, cwd=data_dir, detached=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runner = read_runner(data_dir)
         if runner is not None and runner.get("pid") == proc.pid:
             return runner
         if proc.poll() is not None:
-            raise StackError(f"the runner exited ({proc.returncode}):\n{_log_tail(log_path)}")
+            raise StackError(f"the runner exited ({proc.returncode}):\n{log_tail(log_path)}")
         time.sleep(0.2)
     terminate_pid(proc.pid)
-    raise StackError(f"the runner did not serve within {timeout:.0f} s:\n{_log_tail(log_path)}")
+    raise StackError(f"the runner did not serve within {timeout:.0f} s:\n{log_tail(log_path)}")
 
 
 def read_runner(data_dir: str | Path) -> dict[str, Any] | None:
