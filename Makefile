@@ -98,16 +98,19 @@ test-build: build native /usr/sbin/dockerd
 
 # `sam local invoke` of one function against a local stack in LOCAL_DIR (started, listening for containers,
 # when none runs there): make sam-invoke FN=SketchFunction EVENT=events/sketch.json. On a laptop with
-# Docker, SAM pulls the real Lambda image; upload the event's photo first (events/README.md).
-LOCAL_DIR ?= .atelier/local
-FN        ?= SketchFunction
-EVENT     ?= events/sketch.json
+# Docker, SAM pulls the real Lambda image; where no registry is reachable, SAM_LOCAL_FLAGS=--skip-pull-image
+# takes the stand-in the build tier builds. Upload the event's photo first (events/README.md).
+LOCAL_DIR       ?= .atelier/local
+FN              ?= SketchFunction
+EVENT           ?= events/sketch.json
+SAM_LOCAL_FLAGS ?=
 sam-invoke: build
 	$(BIN)/atelier local status --dir $(LOCAL_DIR) >/dev/null 2>&1 || \
 		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0
 	$(BIN)/atelier local sam-env --dir $(LOCAL_DIR) > $(LOCAL_DIR)/sam-env.json
 	eval "$$($(BIN)/atelier local status --dir $(LOCAL_DIR) --env)" && \
-		$(SAM) local invoke $(FN) -t .aws-sam/build/template.yaml -e $(EVENT) --env-vars $(LOCAL_DIR)/sam-env.json
+		$(SAM) local invoke $(FN) -t .aws-sam/build/template.yaml -e $(EVENT) --env-vars $(LOCAL_DIR)/sam-env.json \
+		$(SAM_LOCAL_FLAGS)
 
 # The local stack's real servers on loopback (SeaweedFS, moto's server, the dispatcher) over HTTP.
 integration: $(VENV)/.installed native
