@@ -53,7 +53,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     daemon = DockerDaemon(logs).start()
     try:
         ensure_lambda_base(logs)
-        with start_stack(tmp_path_factory.mktemp("stack"), listen="0.0.0.0") as running:
+        # a stack name of its own: moto's in-process backends are shared by every stack of this process
+        # (tests/e2e says more)
+        stack_dir = tmp_path_factory.mktemp("stack")
+        with start_stack(stack_dir, listen="0.0.0.0", stack_name="atelier-sam-local") as running:
             yield running
     finally:
         daemon.stop()

@@ -44,8 +44,11 @@ BOTH_SIZES = pytest.mark.parametrize("page", list(SIZES), indirect=True)
 
 @pytest.fixture(scope="module")
 def gallery_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local stack of its own, its dispatcher, and the gallery server in front of them."""
-    with start_stack(tmp_path_factory.mktemp("e2e-stack")) as stack:
+    """A local stack of its own, its dispatcher, and the gallery server in front of them.
+
+    Its own stack name too: moto's in-process backends outlive a stack and are shared by every stack of
+    this process, so the same table names would carry one tier's items into the next."""
+    with start_stack(tmp_path_factory.mktemp("e2e-stack"), stack_name="atelier-e2e") as stack:
         stack.start_dispatcher(apply_env=False)
         url, stop = serve_api(stack)
         try:
