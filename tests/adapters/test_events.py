@@ -22,9 +22,9 @@ from atelier.entrypoints.lambda_style import style_handler
 from atelier_dev.local.cfn import LocalTemplate
 from atelier_dev.models.cli import main as models_main
 from tests.aws import MotoAws, lambda_context
+from tests.events import EVENTS, PHOTO_OF
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
 EVENT_OF = {
     "SketchFunction": "sketch.json",
     "PencilFunction": "pencil.json",
@@ -33,13 +33,6 @@ EVENT_OF = {
     "AnimeFunction": "anime.json",
     "ApiFunction": "api.json",
     "DeadLetterFunction": "deadletter.json",
-}
-PHOTO_OF = {  # the sample photo whose MD5 each S3 event's ETag is (events/README.md)
-    "sketch.json": "chelsea.jpg",
-    "pencil.json": "astronaut.jpg",
-    "oil.json": "coffee.png",
-    "watercolor.json": "rocket.webp",
-    "anime.json": "chelsea.jpg",
 }
 
 

@@ -32,19 +32,14 @@ from atelier_dev.local.containers import (
 )
 from atelier_dev.local.stack import LocalStack, start_stack
 from atelier_dev.models.cli import main as models_main
+from tests.events import EVENTS, PHOTO_OF
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = ROOT / ".aws-sam" / "build" / "template.yaml"
 SAM = ROOT / ".tools" / "sam" / "bin" / "sam"
-EVENTS = ROOT / "events"
-PHOTOS = {
-    "sketch": "chelsea.jpg",
-    "pencil": "astronaut.jpg",
-    "oil": "coffee.png",
-    "watercolor": "rocket.webp",
-}
+STYLES = ("sketch", "pencil", "oil", "watercolor")
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +106,11 @@ def invoke(stack: LocalStack, env_vars: Path, function: str, event: dict[str, An
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("style", list(PHOTOS))
+@pytest.mark.parametrize("style", STYLES)
 def test_sam_local_invoke_renders_each_style_into_the_stack(
     stack: LocalStack, env_vars: Path, style: str, tmp_path: Path
 ) -> None:
-    event = s3_event(stack, f"{style}.json", PHOTOS[style])
+    event = s3_event(stack, f"{style}.json", PHOTO_OF[f"{style}.json"])
     result = invoke(stack, env_vars, f"{style.title()}Function", event, tmp_path)
     assert (result["state"], result["style"]) == ("done", style)
     assert stack.s3.head_object(Bucket=stack.bucket, Key=result["output_key"])["ContentLength"] > 1000
@@ -140,7 +135,7 @@ def test_sam_local_invoke_marks_a_job_failed_from_the_dead_letter_record(
     assert stack.template is not None
     record = json.loads((EVENTS / "deadletter.json").read_text())
     record["requestPayload"] = s3_event(
-        stack, "sketch.json", PHOTOS["sketch"], "incoming/sketch/given up.jpg"
+        stack, "sketch.json", PHOTO_OF["sketch.json"], "incoming/sketch/given up.jpg"
     )
     record["requestContext"]["functionArn"] = stack.template.arn_of("SketchFunction") + ":$LATEST"
     result = invoke(stack, env_vars, "DeadLetterFunction", record, tmp_path)
@@ -174,7 +169,7 @@ def test_sam_local_start_lambda_serves_invokes_warm(stack: LocalStack, env_vars:
                 assert listening, (stack.data_dir / "start-lambda.log").read_text()[-3000:]
                 time.sleep(0.5)
         results = []
-        event = s3_event(stack, "sketch.json", PHOTOS["sketch"], "incoming/sketch/served.jpg")
+        event = s3_event(stack, "sketch.json", PHOTO_OF["sketch.json"], "incoming/sketch/served.jpg")
         for _ in range(2):  # the first starts the container and renders; the second, warm, replays it
             started = time.monotonic()
             answer = client.invoke(FunctionName="SketchFunction", Payload=json.dumps(event).encode())

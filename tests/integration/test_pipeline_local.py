@@ -19,6 +19,7 @@ from atelier.domain import keys
 from atelier.ports import TransientStoreError
 from atelier_dev.local.dispatcher import Dispatcher
 from atelier_dev.local.stack import LocalStack
+from tests.events import EVENTS, PHOTO_OF
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -190,14 +191,9 @@ def test_sample_events_run_every_handler_against_the_local_stack(
 ) -> None:
     from urllib.parse import unquote_plus
 
-    photos = {
-        "sketch": "chelsea.jpg",
-        "pencil": "astronaut.jpg",
-        "oil": "coffee.png",
-        "watercolor": "rocket.webp",
-    }
-    for style, photo in photos.items():
-        event = json.loads((ROOT / "events" / f"{style}.json").read_text())
+    for style in ("sketch", "pencil", "oil", "watercolor"):
+        photo = PHOTO_OF[f"{style}.json"]
+        event = json.loads((EVENTS / f"{style}.json").read_text())
         key = unquote_plus(event["detail"]["object"]["key"])
         etag = local_stack.s3.put_object(
             Bucket=local_stack.bucket, Key=key, Body=(SAMPLES / photo).read_bytes()

@@ -87,14 +87,13 @@ class Upscaler:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        fp32_payload = model.SerializeToString()
         if self.fp16:
             if fp16_model_path is not None:
                 payload: bytes = Path(fp16_model_path).read_bytes()
             else:
                 payload = fp16.convert(model).SerializeToString()
         else:
-            payload = fp32_payload
+            payload = model.SerializeToString()
         del model
         self.session = open_session(payload, options, self._provider_list(gpu_mem_limit_bytes, trt_cache_dir))
         got = _PROVIDER_NAMES.get(self.session.get_providers()[0], "cpu")
@@ -106,7 +105,9 @@ class Upscaler:
             if got == "cpu" and precision == "auto" and self.fp16:
                 self.fp16 = False
                 self.bytes_per_pixel = edsr.activation_bytes_per_pixel(n_feats, self.scale, 4)
-                self.session = open_session(fp32_payload, options, ["CPUExecutionProvider"])
+                self.session = open_session(
+                    str(model_path), options, ["CPUExecutionProvider"]
+                )  # the fp32 file
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._bound: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
