@@ -30,13 +30,17 @@ SOCKET_DIR = Path("/run/atelier-docker")
 DATA_ROOT = Path("/var/lib/atelier-docker")  # images live on between runs: the stand-in is built once
 BRIDGE_IP = "172.30.0.1"
 DOCKER_HOST = f"unix://{SOCKET_DIR / 'docker.sock'}"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LAMBDA_BASE = "public.ecr.aws/lambda/python:3.12"
-LAMBDA_BASE_TAGS = (LAMBDA_BASE, f"{LAMBDA_BASE}-x86_64")
+CUDA_BASE = "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04"
 STANDIN_CACHE = Path("/var/cache/atelier-standin")
+# A stand-in carries this label; one of another version is rebuilt, an image without it is the real one.
+STANDIN_LABEL = "org.atelier.standin"
+STANDIN_VERSION = "2"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # what the interpreter's own extension modules link against, beyond a minimal Debian
 STANDIN_PACKAGES = ("ca-certificates", "libncursesw6", "libsqlite3-0", "libreadline8", "libnsl2", "libtirpc3")
-# the environment of the real image, which the runtime and SAM rely on
+# the environment of the real images, which the runtime, SAM and the Dockerfiles rely on
 LAMBDA_ENV = {
     "LANG": "en_US.UTF-8",
     "TZ": ":/etc/localtime",
@@ -45,6 +49,14 @@ LAMBDA_ENV = {
     ":/var/task:/var/task/lib:/opt/lib",
     "LAMBDA_TASK_ROOT": "/var/task",
     "LAMBDA_RUNTIME_DIR": "/var/runtime",
+}
+CUDA_ENV = {
+    "PATH": "/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+    ":/sbin:/bin",
+    "LD_LIBRARY_PATH": "/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
+    "NVIDIA_VISIBLE_DEVICES": "all",
+    "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+    "CUDA_VERSION": "12.6.3",
 }
 BOOTSTRAP = """#!/bin/sh
 # The Python 3.12 runtime's bootstrap: awslambdaric runs the handler _HANDLER names (or the first argument).
@@ -64,16 +76,59 @@ if [ -z "${AWS_LAMBDA_RUNTIME_API}" ]; then
 fi
 exec /var/runtime/bootstrap "$_HANDLER"
 """
+PIP = """#!/var/lang/bin/python3.12
+import sys
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
+# The real image's package manager is dnf (microdnf, Amazon Linux 2023); the Dockerfiles call it by that name.
+DNF = """#!/bin/sh
+# The stand-in's dnf: `dnf install -y NAME...` installs Debian's packages of those tools with apt (gcc brings
+# the C library's headers, as Amazon Linux's does); `dnf clean all` empties apt's caches. Nothing else.
+set -e
+export LC_ALL=C.UTF-8
+command="$1"
+[ $# -gt 0 ] && shift
+case "$command" in
+  install)
+    packages=""
+    for arg in "$@"; do
+      case "$arg" in
+        -*) ;;
+        gcc) packages="$packages gcc libc6-dev" ;;
+        gcc-c++) packages="$packages g++" ;;
+        *) packages="$packages $arg" ;;
+      esac
+    done
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages
+    ;;
+  clean)
+    apt-get clean
+    rm -rf /var/lib/apt/lists/*
+    ;;
+  *)
+    echo "dnf (the Debian stand-in's): only install and clean are known, not '$command'" 1>&2
+    exit 1
+    ;;
+esac
+"""
 
 
-def docker(*args: str, host: str = DOCKER_HOST, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run the docker client against ``host``."""
-    return subprocess.run(
-        ["docker", *args], env={**os.environ, "DOCKER_HOST": host}, text=True, capture_output=True, **kwargs
-    )
+def docker_host() -> str:
+    """The daemon: ``DOCKER_HOST``, else this stack's own where its socket is, else Docker's default."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    return DOCKER_HOST if (SOCKET_DIR / "docker.sock").exists() else DEFAULT_DOCKER_HOST
 
 
-def daemon_answers(host: str = DOCKER_HOST) -> bool:
+def docker(*args: str, host: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the docker client against ``host`` (default: :func:`docker_host`)."""
+    env = {**os.environ, "DOCKER_HOST": host or docker_host()}
+    return subprocess.run(["docker", *args], env=env, text=True, capture_output=True, **kwargs)
+
+
+def daemon_answers(host: str | None = None) -> bool:
     return shutil.which("docker") is not None and docker("version", host=host, timeout=20).returncode == 0
 
 
@@ -88,6 +143,8 @@ class DockerDaemon:
     def start(self, timeout: float = 60.0) -> DockerDaemon:
         if daemon_answers():
             return self
+        if os.environ.get("DOCKER_HOST"):
+            raise StackError(f"no Docker daemon answers at DOCKER_HOST={os.environ['DOCKER_HOST']}")
         dockerd = shutil.which("dockerd")
         if dockerd is None or os.geteuid() != 0:
             raise StackError(
@@ -110,7 +167,7 @@ class DockerDaemon:
         proc = spawn(cmd, self.log_path, cwd=SOCKET_DIR, detached=True)
         self.pid = proc.pid
         deadline = time.monotonic() + timeout
-        while not daemon_answers():
+        while not daemon_answers(DOCKER_HOST):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise StackError(f"dockerd did not start:\n{log_tail(self.log_path)}")
@@ -126,6 +183,180 @@ class DockerDaemon:
 
 def image_present(tag: str) -> bool:
     return docker("image", "inspect", tag, timeout=30).returncode == 0
+
+
+def standin_version(tag: str) -> str | None:
+    """The stand-in version ``tag`` carries: ``""`` for an image that is no stand-in, None if absent."""
+    label = f'{{{{index .Config.Labels "{STANDIN_LABEL}"}}}}'
+    done = docker("image", "inspect", "--format", label, tag, timeout=30)
+    if done.returncode != 0:
+        return None
+    version = done.stdout.strip()
+    if version in ("", "<no value>"):  # the real image, or a stand-in from before the label (imported)
+        history = docker("history", "--no-trunc", "--format", "{{.Comment}}", tag, timeout=30).stdout
+        return "1" if history.split("\n")[0].strip() == "Imported from -" else ""
+    return version
+
+
+def ensure_base(name: str, log_dir: Path, *, pull: bool = True) -> str:
+    """The base image ``name`` (:data:`LAMBDA_BASE` or :data:`CUDA_BASE`, with the tags SAM uses too):
+    ``present`` when the real image or this version's stand-in is there, ``pulled`` when a registry gave the
+    real one, ``built`` when the stand-in was built because none could."""
+    tags = _BASE_TAGS[name]
+    versions = [standin_version(tag) for tag in tags]
+    if all(v is not None and v in ("", STANDIN_VERSION) for v in versions):
+        return "present"
+    if pull and all(docker("pull", tag, timeout=1800).returncode == 0 for tag in tags):
+        return "pulled"
+    rootfs = _lambda_rootfs() if name == LAMBDA_BASE else _minbase()
+    if not (rootfs / ".complete").exists():
+        (_build_lambda_rootfs if name == LAMBDA_BASE else _build_minbase)(rootfs, log_dir)
+    _import(rootfs, tags, LAMBDA_ENV if name == LAMBDA_BASE else CUDA_ENV, _BASE_CHANGES[name])
+    return "built"
+
+
+def ensure_lambda_base(log_dir: Path, *, pull: bool = True) -> str:
+    """``public.ecr.aws/lambda/python:3.12`` (see :func:`ensure_base`)."""
+    return ensure_base(LAMBDA_BASE, log_dir, pull=pull)
+
+
+def ensure_cuda_base(log_dir: Path, *, pull: bool = True) -> str:
+    """``nvidia/cuda:...-cudnn-runtime-ubuntu24.04`` (see :func:`ensure_base`): its stand-in is Debian
+    bookworm with the image's environment and no CUDA, for running the GPU worker's image on the CPU."""
+    return ensure_base(CUDA_BASE, log_dir, pull=pull)
+
+
+_BASE_TAGS = {LAMBDA_BASE: (LAMBDA_BASE, f"{LAMBDA_BASE}-x86_64"), CUDA_BASE: (CUDA_BASE,)}
+_BASE_CHANGES = {
+    LAMBDA_BASE: ["WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]'],
+    CUDA_BASE: ['CMD ["/bin/bash"]'],
+}
+
+
+def _minbase() -> Path:
+    return STANDIN_CACHE / f"bookworm-v{STANDIN_VERSION}"
+
+
+def _lambda_rootfs() -> Path:
+    return STANDIN_CACHE / f"lambda-python3.12-v{STANDIN_VERSION}"
+
+
+def _import(rootfs: Path, tags: tuple[str, ...], env: Mapping[str, str], changes: list[str]) -> None:
+    """``docker import`` the root file system under ``tags``, with the real image's environment."""
+    changes = [
+        *(f"ENV {k}={v}" for k, v in env.items()),
+        f"LABEL {STANDIN_LABEL}={STANDIN_VERSION}",
+        *changes,
+    ]
+    archive = subprocess.Popen(
+        ["tar", "-C", str(rootfs), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE
+    )
+    imported = subprocess.run(
+        ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", tags[0]],
+        stdin=archive.stdout,
+        env={**os.environ, "DOCKER_HOST": docker_host()},
+        capture_output=True,
+        text=True,
+    )
+    archive.wait()
+    if imported.returncode != 0:
+        raise StackError(f"docker import failed: {imported.stderr}")
+    for tag in tags[1:]:
+        docker("tag", tags[0], tag, timeout=30, check=True)
+
+
+def _run_logged(cmd: list[str], log: Path, **kwargs: Any) -> None:
+    with log.open("a") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+    if done.returncode != 0:
+        raise StackError(f"{cmd[0]} failed ({done.returncode}):\n{log_tail(log)}")
+
+
+def _staging() -> Path:
+    STANDIN_CACHE.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="rootfs-", dir=STANDIN_CACHE))
+
+
+def _complete(staging: Path, rootfs: Path) -> None:
+    (staging / ".complete").touch()
+    shutil.rmtree(rootfs, ignore_errors=True)
+    staging.rename(rootfs)
+
+
+def _build_minbase(rootfs: Path, log_dir: Path) -> None:
+    """Debian bookworm (minbase) with the libraries a Python needs, trusting what this machine trusts.
+
+    On these machines the package registries are reached through a certificate authority that only the
+    host's trust store holds; the stand-in adds those certificates (to /usr/local/share/ca-certificates, so
+    an image's own ``update-ca-certificates`` keeps them) so that pip and apt inside an image build reach
+    them too. No Dockerfile carries them, and a real base image never gets them.
+    """
+    log = log_dir / "standin.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging()
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(STANDIN_PACKAGES)}", "bookworm"]
+    _run_logged([*cmd, str(staging), DEBIAN_MIRROR], log)
+    theirs = set(_certificates(staging / "etc/ssl/certs/ca-certificates.crt"))
+    extra = [c for c in _certificates(Path("/etc/ssl/certs/ca-certificates.crt")) if c not in theirs]
+    for i, cert in enumerate(extra):
+        (staging / "usr/local/share/ca-certificates" / f"host-{i}.crt").write_text(cert)
+    if extra:
+        _run_logged(["chroot", str(staging), "update-ca-certificates"], log)
+    _run_logged(["chroot", str(staging), "apt-get", "clean"], log)
+    _complete(staging, rootfs)
+
+
+def _certificates(bundle: Path) -> list[str]:
+    text = bundle.read_text() if bundle.is_file() else ""
+    end = "-----END CERTIFICATE-----"
+    return [part[part.index("-----BEGIN") :] + end + "\n" for part in text.split(end) if "-----BEGIN" in part]
+
+
+def _build_lambda_rootfs(rootfs: Path, log_dir: Path) -> None:
+    """The minimal Debian, this machine's Python 3.12 as /var/lang (with pip), awslambdaric and boto3 as the
+    runtime, the RIE SAM's wheel carries, the real image's bootstrap and entrypoint, and a dnf for builds."""
+    log = log_dir / "standin.log"
+    base = _minbase()
+    if not (base / ".complete").exists():
+        _build_minbase(base, log_dir)
+    staging = _staging()
+    _run_logged(["cp", "-a", f"{base}/.", str(staging)], log)
+    (staging / ".complete").unlink()
+    prefix = python312_prefix()
+    lang = staging / "var" / "lang"
+    (lang / "bin").mkdir(parents=True)
+    shutil.copy2(prefix / "bin" / "python3.12", lang / "bin" / "python3.12")
+    skip = shutil.ignore_patterns("test", "site-packages", "__pycache__", "idlelib", "tkinter", "ensurepip")
+    shutil.copytree(prefix / "lib", lang / "lib", ignore=skip, symlinks=True)
+    site = lang / "lib" / "python3.12" / "site-packages"
+    site.mkdir(exist_ok=True)
+    _run_logged(["patchelf", "--set-rpath", "/var/lang/lib", str(lang / "bin" / "python3.12")], log)
+    pip = [str(prefix / "bin" / "python3.12"), "-m", "pip", "install", "--quiet", "--no-compile"]
+    pip += ["--only-binary=:all:"]
+    _run_logged([*pip, "--target", str(site), "pip"], log)
+    runtime = staging / "var" / "runtime"
+    _run_logged([*pip, "--target", str(runtime), "awslambdaric", "boto3==1.40.4"], log)
+    scripts = {
+        lang / "bin" / "python3": None,
+        lang / "bin" / "python": None,
+        lang / "bin" / "pip3.12": PIP,
+        lang / "bin" / "pip3": PIP,
+        lang / "bin" / "pip": PIP,
+        runtime / "bootstrap": BOOTSTRAP,
+        staging / "lambda-entrypoint.sh": ENTRYPOINT,
+        staging / "usr" / "bin" / "dnf": DNF,
+    }
+    for path, text in scripts.items():
+        if text is None:
+            path.symlink_to("python3.12")
+        else:
+            path.write_text(text)
+            path.chmod(0o755)
+    (staging / "usr" / "bin" / "microdnf").symlink_to("dnf")
+    (staging / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_sam_rie(), staging / "usr" / "local" / "bin" / "aws-lambda-rie")
+    (staging / "var" / "task").mkdir(parents=True, exist_ok=True)
+    _complete(staging, rootfs)
 
 
 def python312_prefix() -> Path:
@@ -147,97 +378,6 @@ def python312_prefix() -> Path:
     raise StackError("no Python 3.12 here for the Lambda stand-in image: set ATELIER_PYTHON312")
 
 
-def ensure_lambda_base(log_dir: Path) -> str:
-    """``public.ecr.aws/lambda/python:3.12``: the real image when present, else the stand-in, built once."""
-    if all(image_present(tag) for tag in LAMBDA_BASE_TAGS):
-        return "present"
-    rootfs = STANDIN_CACHE / "rootfs"
-    if not (rootfs / "var" / "lang" / "bin" / "python3.12").exists():
-        _build_rootfs(rootfs, log_dir)
-    archive = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    changes = [arg for k, v in LAMBDA_ENV.items() for arg in ("--change", f"ENV {k}={v}")]
-    changes += ["--change", "WORKDIR /var/task", "--change", 'ENTRYPOINT ["/lambda-entrypoint.sh"]']
-    imported = subprocess.run(
-        ["docker", "import", *changes, "-", LAMBDA_BASE],
-        stdin=archive.stdout,
-        env={**os.environ, "DOCKER_HOST": DOCKER_HOST},
-        capture_output=True,
-        text=True,
-    )
-    archive.wait()
-    if imported.returncode != 0:
-        raise StackError(f"docker import failed: {imported.stderr}")
-    for tag in LAMBDA_BASE_TAGS[1:]:
-        docker("tag", LAMBDA_BASE, tag, timeout=30, check=True)
-    return "built"
-
-
-def _run_logged(cmd: list[str], log: Path, **kwargs: Any) -> None:
-    with log.open("a") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kwargs)
-    if done.returncode != 0:
-        raise StackError(f"{cmd[0]} failed ({done.returncode}):\n{log_tail(log)}")
-
-
-def _build_rootfs(rootfs: Path, log_dir: Path) -> None:
-    """Debian bookworm (minbase), this machine's Python 3.12 as /var/lang, awslambdaric and boto3 as the
-    runtime, the RIE SAM's wheel carries, and the real image's bootstrap and entrypoint."""
-    log = log_dir / "standin.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    STANDIN_CACHE.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="rootfs-", dir=STANDIN_CACHE))
-    _run_logged(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(STANDIN_PACKAGES)}",
-            "bookworm",
-            str(staging),
-            DEBIAN_MIRROR,
-        ],
-        log,
-    )
-    prefix = python312_prefix()
-    lang = staging / "var" / "lang"
-    (lang / "bin").mkdir(parents=True)
-    shutil.copy2(prefix / "bin" / "python3.12", lang / "bin" / "python3.12")
-    skip = shutil.ignore_patterns("test", "site-packages", "__pycache__", "idlelib", "tkinter", "ensurepip")
-    shutil.copytree(prefix / "lib", lang / "lib", ignore=skip, symlinks=True)
-    (lang / "lib" / "python3.12" / "site-packages").mkdir(exist_ok=True)
-    _run_logged(["patchelf", "--set-rpath", "/var/lang/lib", str(lang / "bin" / "python3.12")], log)
-    for name in ("python3", "python"):
-        (lang / "bin" / name).symlink_to("python3.12")
-    runtime = staging / "var" / "runtime"
-    _run_logged(
-        [
-            str(prefix / "bin" / "python3.12"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--target",
-            str(runtime),
-            "--only-binary=:all:",
-            "awslambdaric",
-            "boto3==1.40.4",
-        ],
-        log,
-    )
-    (runtime / "bootstrap").write_text(BOOTSTRAP)
-    (staging / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
-    for script in (runtime / "bootstrap", staging / "lambda-entrypoint.sh"):
-        script.chmod(0o755)
-    rie = _sam_rie()
-    (staging / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(rie, staging / "usr" / "local" / "bin" / "aws-lambda-rie")
-    (staging / "var" / "task").mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(rootfs, ignore_errors=True)
-    rootfs.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(rootfs)
-
-
 def _sam_rie() -> Path:
     """The Runtime Interface Emulator inside SAM CLI's wheel (samcli/local/rapid/)."""
     sam = shutil.which("sam") or str(Path(".tools/sam/bin/sam").resolve())
@@ -254,6 +394,12 @@ def _sam_rie() -> Path:
     return rie
 
 
+def in_container(env: Mapping[str, str], gateway: str = BRIDGE_IP) -> dict[str, str]:
+    """``env`` as a container on the bridge needs it: the stack's loopback addresses (its endpoints and
+    queue URLs) through ``gateway``, the host's address there."""
+    return {k: v.replace(f"http://{LOOPBACK}:", f"http://{gateway}:") for k, v in env.items()}
+
+
 def sam_env_vars(function_envs: Mapping[str, Mapping[str, str]], gateway: str = BRIDGE_IP) -> dict[str, Any]:
     """``sam local --env-vars``: each function's variables on the local stack, endpoints through ``gateway``.
 
@@ -261,28 +407,21 @@ def sam_env_vars(function_envs: Mapping[str, Mapping[str, str]], gateway: str = 
     ``AWS_ENDPOINT_URL_*`` as ``AWS::NoValue`` (so nothing of them is deployed) for this override to land.
     The keys are SAM's own: it gives the function the credentials of its own environment.
     """
-    out: dict[str, Any] = {}
-    for function, env in function_envs.items():
-        values = {
-            k: v for k, v in env.items() if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_REGION"))
-        }
-        for key, value in env.items():
-            if key.startswith("AWS_ENDPOINT_URL"):
-                values[key] = value.replace(LOOPBACK, gateway)
-        out[function] = values
-    return out
+    own = ("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_REGION")
+    return {
+        function: {k: v for k, v in in_container(env, gateway).items() if not k.startswith(own)}
+        for function, env in function_envs.items()
+    }
 
 
 def bridge_gateway() -> str:
-    """The host's address on the Docker bridge of the daemon ``DOCKER_HOST`` names (or this stack's own)."""
-    host = os.environ.get("DOCKER_HOST", DOCKER_HOST)
+    """The host's address on the Docker bridge of the daemon :func:`docker_host` names."""
     done = docker(
         "network",
         "inspect",
         "bridge",
         "--format",
         "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        host=host,
         timeout=30,
     )
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else BRIDGE_IP
@@ -295,14 +434,19 @@ def write_json(path: Path, data: Any) -> Path:
 
 __all__ = [
     "BRIDGE_IP",
+    "CUDA_BASE",
     "DOCKER_HOST",
     "LAMBDA_BASE",
     "DockerDaemon",
     "bridge_gateway",
     "daemon_answers",
     "docker",
+    "docker_host",
+    "ensure_base",
+    "ensure_cuda_base",
     "ensure_lambda_base",
     "image_present",
+    "in_container",
     "sam_env_vars",
     "write_json",
 ]
