@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: run test setup native lint typecheck validate build unit adapters test-build integration golden e2e bench look \
-	clean sam-invoke
+	clean sam-invoke docker image-anime image-worker run-image-anime run-image-worker
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,9 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 /usr/bin/chromium:
 	$(APT) update -qq && $(APT) install -y -qq chromium >/dev/null
 
-# Debian's Docker daemon, debootstrap and patchelf, for `sam local` in the build tier: the tests start a daemon
-# of their own (atelier_dev.local.containers) and, where no registry serves the Lambda base image, build a
-# stand-in for it from Debian packages. Installing them needs root, as the daemon does.
+# Debian's Docker daemon, debootstrap and patchelf, for `sam local` and the container images in the build tier:
+# the tests start a daemon of their own (atelier_dev.local.containers) and, where no registry serves a base
+# image, build a stand-in for it from Debian packages. Installing them needs root, as the daemon does.
 /usr/sbin/dockerd:
 	$(APT) update -qq && $(APT) install -y -qq docker.io debootstrap patchelf >/dev/null
 
@@ -91,8 +91,8 @@ unit: $(VENV)/.installed native
 adapters: $(VENV)/.installed native
 	$(BIN)/pytest tests/adapters
 
-# What `sam build` makes, imported as Lambda does and run by `sam local` in Docker, and the anime image's
-# OpenVINO path in .venv-ov.
+# What `sam build` makes, imported as Lambda does and run by `sam local` in Docker; both container images
+# built and run in Docker; the anime image's OpenVINO path in .venv-ov.
 test-build: build native /usr/sbin/dockerd
 	$(BIN)/pytest tests/build
 
@@ -111,6 +111,31 @@ sam-invoke: build
 	eval "$$($(BIN)/atelier local status --dir $(LOCAL_DIR) --env)" && \
 		$(SAM) local invoke $(FN) -t .aws-sam/build/template.yaml -e $(EVENT) --env-vars $(LOCAL_DIR)/sam-env.json \
 		$(SAM_LOCAL_FLAGS)
+
+# The container images (README, "The container images"), built from their Dockerfiles with the repository as
+# context; `make docker` first where no daemon runs (it starts this machine's own, as root). The run targets
+# use a stack in LOCAL_DIR that listens for containers: the anime image's RIE on 127.0.0.1:9000, the worker
+# until its queue is empty (the stack's runner then has no worker of its own). WORKER_MODELS: a folder of the
+# repository with edsr_baseline_x{2,3,4}[.fp16].onnx; by default the untrained dev x2 model.
+WORKER_MODELS ?=
+docker: $(VENV)/.installed /usr/sbin/dockerd
+	$(BIN)/atelier local docker
+
+image-anime: $(VENV)/.installed
+	$(BIN)/atelier local image build anime --dir $(LOCAL_DIR)
+
+image-worker: $(VENV)/.installed
+	$(BIN)/atelier local image build worker --dir $(LOCAL_DIR) $(if $(WORKER_MODELS),--models $(WORKER_MODELS))
+
+run-image-anime: image-anime
+	$(BIN)/atelier local status --dir $(LOCAL_DIR) >/dev/null 2>&1 || \
+		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0
+	$(BIN)/atelier local image run anime --dir $(LOCAL_DIR)
+
+run-image-worker: image-worker
+	$(BIN)/atelier local status --dir $(LOCAL_DIR) >/dev/null 2>&1 || \
+		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0 --no-worker
+	$(BIN)/atelier local image run worker --dir $(LOCAL_DIR) --until-idle
 
 # The local stack's real servers on loopback (SeaweedFS, moto's server, the dispatcher) over HTTP.
 integration: $(VENV)/.installed native

@@ -22,14 +22,14 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from atelier.inference import models
 from atelier_dev.local.containers import (
-    DOCKER_HOST,
     DockerDaemon,
+    docker_host,
     ensure_lambda_base,
     sam_env_vars,
     write_json,
 )
+from atelier_dev.local.images import stage_anime_model
 from atelier_dev.local.stack import LocalStack, start_stack
 from atelier_dev.models.cli import main as models_main
 from tests.events import EVENTS, PHOTO_OF
@@ -43,18 +43,13 @@ STYLES = ("sketch", "pencil", "oil", "watercolor")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    logs = tmp_path_factory.mktemp("docker")
-    daemon = DockerDaemon(logs).start()
-    try:
-        ensure_lambda_base(logs)
-        # a stack name of its own: moto's in-process backends are shared by every stack of this process
-        # (tests/e2e says more)
-        stack_dir = tmp_path_factory.mktemp("stack")
-        with start_stack(stack_dir, listen="0.0.0.0", stack_name="atelier-sam-local") as running:
-            yield running
-    finally:
-        daemon.stop()
+def stack(docker_daemon: DockerDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    ensure_lambda_base(tmp_path_factory.mktemp("standin"))
+    # a stack name of its own: moto's in-process backends are shared by every stack of this process
+    # (tests/e2e says more)
+    stack_dir = tmp_path_factory.mktemp("stack")
+    with start_stack(stack_dir, listen="0.0.0.0", stack_name="atelier-sam-local") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +58,10 @@ def env_vars(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert stack.template is not None
     cache = tmp_path_factory.mktemp("models")
     models_main(["--cache", str(cache), "build-dev", "--only", "animeganv2-dev"])
-    model = models.installed_path("animeganv2-dev", root=cache)
-    stack.s3.upload_file(str(model), stack.bucket, f"models/animeganv2-dev/{model.name}")
     values = sam_env_vars(
         {fn.logical_id: stack.function_env(fn.logical_id) for fn in stack.template.functions()}
     )
-    values["AnimeFunction"]["ATELIER_MODEL_SHA256"] = json.dumps(
-        {"animeganv2-dev": models.sha256_file(model)}
-    )
+    values["AnimeFunction"].update(stage_anime_model(stack, cache))
     return write_json(tmp_path_factory.mktemp("sam") / "env.json", values)
 
 
@@ -81,7 +72,7 @@ def sam_env(stack: LocalStack) -> dict[str, str]:
         **os.environ,
         **keys,
         "AWS_DEFAULT_REGION": "us-east-1",
-        "DOCKER_HOST": DOCKER_HOST,
+        "DOCKER_HOST": docker_host(),
         "SAM_CLI_TELEMETRY": "0",
     }
 

@@ -403,6 +403,7 @@ def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tm
         assert up.returncode == 0, up.stderr
         state = json.loads((data_dir / "stack.json").read_text())
         runner = json.loads((data_dir / "runner.json").read_text())
+        assert runner["worker"] is True
         pids = [s["pid"] for s in state["servers"].values()] + [runner["pid"]]
         assert all(psutil.pid_exists(pid) for pid in pids)
         with urllib.request.urlopen(f"{runner['api']}/", timeout=10) as page:  # the gallery
@@ -450,13 +451,17 @@ def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tm
     assert after.returncode == 1
 
 
-def test_cli_up_listen_all_lets_other_hosts_and_containers_reach_the_servers(tmp_path: Path) -> None:
+def test_cli_up_listen_all_and_no_worker_leave_the_servers_and_the_queue_to_containers(
+    tmp_path: Path,
+) -> None:
     """`--listen 0.0.0.0`: every server listens on all addresses (a container reaches the host through the
-    Docker bridge's gateway, never 127.0.0.1), and S3 answers on each IPv4 address this machine has."""
+    Docker bridge's gateway, never 127.0.0.1), and S3 answers on each IPv4 address this machine has.
+    `--no-worker`: the runner routes an upscale upload to its queue and leaves it there, for the worker's
+    image (tests/build/test_images.py) to consume."""
     data_dir = tmp_path / "everywhere"
     cli = [sys.executable, "-m", "atelier_dev.local.cli"]
-    up = [*cli, "up", "--dir", str(data_dir), "--listen", "0.0.0.0", "--no-runner"]
-    started = subprocess.run(up, capture_output=True, text=True, timeout=120)
+    up = [*cli, "up", "--dir", str(data_dir), "--listen", "0.0.0.0", "--no-worker"]
+    started = subprocess.run(up, capture_output=True, text=True, timeout=240)
     try:
         assert started.returncode == 0, started.stderr
         state = json.loads((data_dir / "stack.json").read_text())
@@ -481,5 +486,32 @@ def test_cli_up_listen_all_lets_other_hosts_and_containers_reach_the_servers(tmp
                 region_name="us-east-1",
             )
             assert state["env"]["ATELIER_BUCKET"] in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        runner = json.loads((data_dir / "runner.json").read_text())
+        s3.put_object(
+            Bucket=state["env"]["ATELIER_BUCKET"],
+            Key="incoming/upscale/x2/cat.jpg",
+            Body=CHELSEA.read_bytes(),
+        )
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=state["endpoints"]["sqs"],
+            aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+        def queued() -> list[str]:
+            got = sqs.get_queue_attributes(
+                QueueUrl=state["queue_urls"]["UpscaleQueue"], AttributeNames=counts
+            )
+            return [got["Attributes"][name] for name in counts]
+
+        deadline = time.monotonic() + 60
+        while queued() == ["0", "0"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # a worker in the runner would have leased it by now (it polls every second)
+        assert queued() == ["1", "0"], (data_dir / "logs" / "runner.log").read_text()[-3000:]
+        assert runner["worker"] is False
     finally:
         subprocess.run([*cli, "down", "--dir", str(data_dir)], capture_output=True, text=True, timeout=60)

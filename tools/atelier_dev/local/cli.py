@@ -40,6 +40,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="the servers and resources only (no dispatcher, API or worker)",
     )
+    up.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="no upscale worker in the runner: another one (the worker's image) consumes the queue",
+    )
     up.set_defaults(func=_cmd_up)
 
     status = sub.add_parser("status", help="show what runs and where")
@@ -61,6 +66,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sam_env.set_defaults(func=_cmd_sam_env)
 
+    docker = sub.add_parser(
+        "docker",
+        help="start this machine's own Docker daemon (as root; overlay2, a bridge at 172.30.0.1) where none "
+        "answers, and print the DOCKER_HOST to use",
+    )
+    docker.add_argument("--stop", action="store_true", help="stop the daemon this command started")
+    docker.set_defaults(func=_cmd_docker)
+
+    image = sub.add_parser(
+        "image",
+        help="build a container image (anime, worker) from its Dockerfile, or run it against the stack",
+    )
+    image.add_argument("action", choices=("build", "env", "run"), help="env: print its --env-file")
+    image.add_argument("name", choices=("anime", "worker"))
+    image.add_argument("--dir", default=DEFAULT_DIR, help="the stack it runs against (env, run)")
+    image.add_argument(
+        "--models",
+        default=None,
+        help="worker build: a folder of the build context with edsr_baseline_x{2,3,4}[.fp16].onnx "
+        "(default: the untrained dev x2 model, staged in build/models-dev)",
+    )
+    image.add_argument("--port", type=int, default=9000, help="anime run: the RIE's port on loopback")
+    image.add_argument("--until-idle", action="store_true", help="worker run: stop once its queue is empty")
+    image.set_defaults(func=_cmd_image)
+
     down = sub.add_parser("down", help="stop the servers started by `up`")
     down.add_argument("--dir", default=DEFAULT_DIR)
     down.set_defaults(func=_cmd_down)
@@ -78,7 +108,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.listen:
         kwargs["listen"] = args.listen
     try:
-        state = up(args.dir, timeout=args.timeout, serve=not args.no_runner, **kwargs)
+        state = up(
+            args.dir, timeout=args.timeout, serve=not args.no_runner, worker=not args.no_worker, **kwargs
+        )
     except StackError as exc:
         print(f"atelier local up: {exc}", file=sys.stderr)
         return 1
@@ -117,6 +149,66 @@ def _cmd_sam_env(args: argparse.Namespace) -> int:
     gateway = args.gateway or bridge_gateway()
     print(json.dumps(sam_env_vars({fn: stack.function_env(fn) for fn in functions}, gateway), indent=2))
     return 0
+
+
+def _cmd_docker(args: argparse.Namespace) -> int:
+    from atelier_dev.local.containers import SOCKET_DIR, DockerDaemon, docker_host
+    from atelier_dev.local.stack import StackError, terminate_pid
+
+    if args.stop:
+        pidfile = SOCKET_DIR / "docker.pid"
+        if not pidfile.exists():
+            print("no daemon of this stack runs", file=sys.stderr)
+            return 1
+        terminate_pid(int(pidfile.read_text()), timeout=30)
+        return 0
+    try:
+        DockerDaemon(SOCKET_DIR).start()
+    except StackError as exc:
+        print(f"atelier local docker: {exc}", file=sys.stderr)
+        return 1
+    print(f"export DOCKER_HOST={docker_host()}")
+    return 0
+
+
+def _cmd_image(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from atelier_dev.demo import dev_models
+    from atelier_dev.local import images
+    from atelier_dev.local.stack import LocalStack, StackError
+
+    image = images.IMAGES[args.name]
+    try:
+        if args.action == "build":
+            build_args = {}
+            if args.name == "worker":
+                models = (
+                    Path(args.models) if args.models else images.stage_worker_models(dev_models(Console()))
+                )
+                build_args["MODELS"] = str(models.resolve().relative_to(images.ROOT))
+            base = images.build(
+                image, Path(args.dir) / "logs" / f"build-{args.name}.log", build_args=build_args
+            )
+            print(f"built {image.tag} (its base: {base})")
+            return 0
+        stack = LocalStack.attach(args.dir)
+        if args.name == "anime":
+            env = images.container_env(stack, "AnimeFunction")
+            env |= images.stage_anime_model(stack, dev_models(Console(stderr=True)))
+        else:
+            env = images.container_env(stack)
+        if args.action == "env":
+            print(images.env_file_text(env), end="")
+            return 0
+        env_file = images.write_env_file(Path(args.dir) / f"{args.name}.env", env)
+        worker_args = ["--until-idle"] if args.until_idle else []
+        return images.run_foreground(image, env_file, port=args.port, args=worker_args)
+    except StackError as exc:
+        print(f"atelier local image {args.action} {args.name}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_down(args: argparse.Namespace) -> int:

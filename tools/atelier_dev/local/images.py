@@ -15,12 +15,13 @@ route out. A container reaches the stack through the bridge's gateway (``atelier
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from atelier_dev.local.containers import (
     LAMBDA_BASE,
     bridge_gateway,
     docker,
+    docker_host,
     ensure_base,
     in_container,
 )
@@ -103,10 +105,26 @@ def container_env(
     return in_container(env, gateway or bridge_gateway())
 
 
-def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+def env_file_text(env: Mapping[str, str]) -> str:
     """``docker run --env-file``: one ``KEY=VALUE`` a line."""
-    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+    return "".join(f"{k}={v}\n" for k, v in env.items())
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(env_file_text(env), encoding="utf-8")
     return path
+
+
+def run_foreground(image: Image, env_file: Path, *, port: int = 9000, args: Sequence[str] = ()) -> int:
+    """``docker run`` the image in the foreground until it ends (or Ctrl-C): the anime image with its RIE
+    on ``127.0.0.1:port``, the worker with ``args``."""
+    cmd = ["docker", "run", "--rm", "--init", "--env-file", str(env_file)]
+    if image.name == "anime":
+        cmd += ["-p", f"127.0.0.1:{port}:8080"]
+        print(f"invoke it: curl -d @event.json http://127.0.0.1:{port}{INVOKE_PATH}", flush=True)
+    env = {**os.environ, "DOCKER_HOST": docker_host()}
+    return subprocess.run([*cmd, image.tag, *args], env=env).returncode
 
 
 class LambdaContainer:

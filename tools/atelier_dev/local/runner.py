@@ -5,13 +5,15 @@ It attaches to the servers ``up`` started (stack.json), then, until SIGTERM (``a
   killed past the function's Timeout, held to its MemorySize and its ReservedConcurrentExecutions, so a
   photo any S3 client drops into the bucket renders, and one function's crash leaves the others running;
 - the upload API and the gallery are served on loopback;
-- the upscale worker consumes the upscale queue on the CPU, as the GPU task does.
+- the upscale worker consumes the upscale queue on the CPU, as the GPU task does (not with
+  ``--no-worker``: the worker's image, say, consumes it instead).
 
 Once all three serve, it writes runner.json (its pid, the API's URL), which ``up`` waits for.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -32,11 +34,11 @@ log = logging.getLogger("atelier.local.runner")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m atelier_dev.local.runner DATA_DIR", file=sys.stderr)
-        return 2
-    data_dir = Path(args[0]).resolve()
+    parser = argparse.ArgumentParser(prog="python -m atelier_dev.local.runner")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--no-worker", action="store_true", help="leave the upscale queue to another worker")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir.resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,24 +50,28 @@ def main(argv: list[str] | None = None) -> int:
     stack.env["POWERTOOLS_METRICS_DISABLED"] = "true"  # no CloudWatch here; the functions still log
     stack.start_dispatcher(isolation="process", state_dir=data_dir / "dispatcher")
     url, stop_api = serve_api(stack)
-    worker, worker_thread = serve_worker(stack, model_dir)
+    worker, worker_thread = (None, None) if args.no_worker else serve_worker(stack, model_dir)
     runner = {
         "pid": os.getpid(),
         "create_time": psutil.Process().create_time(),
         "api": url,
         "log": str(data_dir / "logs" / "runner.log"),
         "isolation": "process",
+        "worker": worker is not None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmp = data_dir / f".{RUNNER_FILE}.tmp"
     tmp.write_text(json.dumps(runner, indent=2), encoding="utf-8")
     tmp.replace(data_dir / RUNNER_FILE)
-    log.info("serving: gallery and API on %s; the dispatcher and the upscale worker run", url)
+    log.info(
+        "serving: gallery and API on %s; the dispatcher%s runs", url, " and the upscale worker" * bool(worker)
+    )
 
     stop.wait()
     log.info("stopping")
-    worker.request_stop()
-    worker_thread.join(timeout=60)
+    if worker is not None and worker_thread is not None:
+        worker.request_stop()
+        worker_thread.join(timeout=60)
     stop_api()
     stack.stop()  # the dispatcher and its functions' processes (the servers are `down`'s)
     return 0

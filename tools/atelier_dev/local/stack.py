@@ -787,12 +787,14 @@ def server_alive(info: Mapping[str, Any]) -> bool:
     return pid is not None and _pid_alive(int(pid), info.get("create_time"))
 
 
-def up(data_dir: str | Path, *, timeout: float = 60.0, serve: bool = True, **kwargs: Any) -> dict[str, Any]:
+def up(
+    data_dir: str | Path, *, timeout: float = 60.0, serve: bool = True, worker: bool = True, **kwargs: Any
+) -> dict[str, Any]:
     """Start a detached stack under ``data_dir`` and record it in stack.json.
 
     With ``serve`` a detached runner (:mod:`atelier_dev.local.runner`) then plays S3 -> EventBridge ->
-    Lambda with each function in its own processes, and serves the upload API, the gallery and the upscale
-    worker, until ``down``: a photo any S3 client drops into the bucket renders.
+    Lambda with each function in its own processes, and serves the upload API, the gallery and (with
+    ``worker``) the upscale worker, until ``down``: a photo any S3 client drops into the bucket renders.
     """
     state = read_state(data_dir)
     if state and any(server_alive(s) for s in state.get("servers", {}).values()):
@@ -802,18 +804,18 @@ def up(data_dir: str | Path, *, timeout: float = 60.0, serve: bool = True, **kwa
     try:
         stack.write_state()
         if serve:
-            start_runner(stack.data_dir, timeout=max(timeout, 120.0))
+            start_runner(stack.data_dir, timeout=max(timeout, 120.0), worker=worker)
     except BaseException:
         down(data_dir)
         raise
     return stack.state()
 
 
-def start_runner(data_dir: Path, *, timeout: float = 120.0) -> dict[str, Any]:
+def start_runner(data_dir: Path, *, timeout: float = 120.0, worker: bool = True) -> dict[str, Any]:
     """Start the runner of the stack in ``data_dir``, detached, and wait until it serves."""
     (data_dir / RUNNER_FILE).unlink(missing_ok=True)
     log_path = data_dir / "logs" / "runner.log"
-    cmd = [sys.executable, "-m", "atelier_dev.local.runner", str(data_dir)]
+    cmd = [sys.executable, "-m", "atelier_dev.local.runner", str(data_dir)] + ["--no-worker"] * (not worker)
     proc = spawn(cmd, log_path, cwd=data_dir, detached=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
