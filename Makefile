@@ -114,8 +114,9 @@ sam-invoke: build
 
 # The container images (README, "The container images"), built from their Dockerfiles with the repository as
 # context; `make docker` first where no daemon runs (it starts this machine's own, as root). The run targets
-# use a stack in LOCAL_DIR that listens for containers: the anime image's RIE on 127.0.0.1:9000, the worker
-# until its queue is empty (the stack's runner then has no worker of its own). WORKER_MODELS: a folder of the
+# use a stack in LOCAL_DIR that listens for containers: the anime image's RIE on 127.0.0.1:9000 (the stack
+# then has no runner: the image's are the only renders), the worker until its queue is empty (the stack's
+# runner then has no worker of its own). WORKER_MODELS: a folder of the
 # repository with edsr_baseline_x{2,3,4}[.fp16].onnx; by default the untrained dev x2 model.
 WORKER_MODELS ?=
 docker: $(VENV)/.installed /usr/sbin/dockerd
@@ -129,7 +130,7 @@ image-worker: $(VENV)/.installed
 
 run-image-anime: image-anime
 	$(BIN)/atelier local status --dir $(LOCAL_DIR) >/dev/null 2>&1 || \
-		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0
+		$(BIN)/atelier local up --dir $(LOCAL_DIR) --listen 0.0.0.0 --no-runner
 	$(BIN)/atelier local image run anime --dir $(LOCAL_DIR)
 
 run-image-worker: image-worker
