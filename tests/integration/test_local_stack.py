@@ -499,13 +499,14 @@ def test_cli_up_listen_all_and_no_worker_leave_the_servers_and_the_queue_to_cont
             aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
             region_name="us-east-1",
         )
-        counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
 
         def queued() -> list[str]:
+            """The queue's visible and leased messages."""
             got = sqs.get_queue_attributes(
-                QueueUrl=state["queue_urls"]["UpscaleQueue"], AttributeNames=counts
-            )
-            return [got["Attributes"][name] for name in counts]
+                QueueUrl=state["queue_urls"]["UpscaleQueue"],
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            return [got["ApproximateNumberOfMessages"], got["ApproximateNumberOfMessagesNotVisible"]]
 
         deadline = time.monotonic() + 60
         while queued() == ["0", "0"] and time.monotonic() < deadline:
