@@ -116,8 +116,8 @@ sam-invoke: build
 # context; `make docker` first where no daemon runs (it starts this machine's own, as root). The run targets
 # use a stack in LOCAL_DIR that listens for containers: the anime image's RIE on 127.0.0.1:9000 (the stack
 # then has no runner: the image's are the only renders), the worker until its queue is empty (the stack's
-# runner then has no worker of its own). WORKER_MODELS: a folder of the
-# repository with edsr_baseline_x{2,3,4}[.fp16].onnx; by default the untrained dev x2 model.
+# runner then has no worker of its own). WORKER_MODELS: build/models or infra/gpu-worker/models (what the
+# build context lets in) with edsr_baseline_x{2,3,4}[.fp16].onnx; by default the untrained dev x2 model.
 WORKER_MODELS ?=
 docker: $(VENV)/.installed /usr/sbin/dockerd
 	$(BIN)/atelier local docker

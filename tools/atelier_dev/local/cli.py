@@ -84,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     image.add_argument(
         "--models",
         default=None,
-        help="worker build: a folder of the build context with edsr_baseline_x{2,3,4}[.fp16].onnx "
+        help="worker build: build/models or infra/gpu-worker/models with edsr_baseline_x{2,3,4}[.fp16].onnx "
         "(default: the untrained dev x2 model, staged in build/models-dev)",
     )
     image.add_argument("--port", type=int, default=9000, help="anime run: the RIE's port on loopback")
@@ -187,8 +187,10 @@ def _cmd_image(args: argparse.Namespace) -> int:
             if args.name == "worker":
                 models = (
                     Path(args.models) if args.models else images.stage_worker_models(dev_models(Console()))
-                )
-                build_args["MODELS"] = str(models.resolve().relative_to(images.ROOT))
+                ).resolve()
+                if not models.is_relative_to(images.ROOT):
+                    raise StackError(f"--models {models} is outside the build context {images.ROOT}")
+                build_args["MODELS"] = str(models.relative_to(images.ROOT))
             base = images.build(
                 image, Path(args.dir) / "logs" / f"build-{args.name}.log", build_args=build_args
             )

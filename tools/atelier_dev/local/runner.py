@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = data_dir / f".{RUNNER_FILE}.tmp"
     tmp.write_text(json.dumps(runner, indent=2), encoding="utf-8")
     tmp.replace(data_dir / RUNNER_FILE)
-    log.info(
-        "serving: gallery and API on %s; the dispatcher%s runs", url, " and the upscale worker" * bool(worker)
-    )
+    running = "the dispatcher and the upscale worker run" if worker else "the dispatcher runs (no worker)"
+    log.info("serving: gallery and API on %s; %s", url, running)
 
     stop.wait()
     log.info("stopping")
