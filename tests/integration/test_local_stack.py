@@ -395,6 +395,17 @@ def test_a_stack_in_a_with_block_leaves_nothing_running(tmp_path: Path) -> None:
     assert not list(Path("/tmp").glob(f"weed.*.{weed.pid}"))  # its glog files went to the stack's logs
 
 
+def _client_of(state: dict[str, Any], service: str, endpoint: str | None = None) -> Any:
+    """A plain boto3 client on a detached stack, from what stack.json records."""
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint or state["endpoints"][service],
+        aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+
+
 def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "detached"
     cli = [sys.executable, "-m", "atelier_dev.local.cli"]
@@ -416,13 +427,7 @@ def test_cli_up_renders_what_any_client_drops_and_down_leaves_nothing_running(tm
         assert f"export AWS_ENDPOINT_URL_S3={state['endpoints']['s3']}" in env.stdout
         assert "export ATELIER_BUCKET=" in env.stdout
 
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=state["endpoints"]["s3"],
-            aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
-            region_name="us-east-1",
-        )
+        s3 = _client_of(state, "s3")
         bucket = state["env"]["ATELIER_BUCKET"]
         assert bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
         # a plain S3 client drops a photo; the runner's dispatcher renders it in the function's own process
@@ -478,13 +483,7 @@ def test_cli_up_listen_all_and_no_worker_leave_the_servers_and_the_queue_to_cont
         }
         port = state["endpoints"]["s3"].rsplit(":", 1)[1]
         for address in sorted(addresses):
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=f"http://{address}:{port}",
-                aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
-                region_name="us-east-1",
-            )
+            s3 = _client_of(state, "s3", f"http://{address}:{port}")
             assert state["env"]["ATELIER_BUCKET"] in {b["Name"] for b in s3.list_buckets()["Buckets"]}
         runner = json.loads((data_dir / "runner.json").read_text())
         s3.put_object(
@@ -492,13 +491,7 @@ def test_cli_up_listen_all_and_no_worker_leave_the_servers_and_the_queue_to_cont
             Key="incoming/upscale/x2/cat.jpg",
             Body=CHELSEA.read_bytes(),
         )
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=state["endpoints"]["sqs"],
-            aws_access_key_id=state["env"]["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=state["env"]["AWS_SECRET_ACCESS_KEY"],
-            region_name="us-east-1",
-        )
+        sqs = _client_of(state, "sqs")
 
         def queued() -> list[str]:
             """The queue's visible and leased messages."""
