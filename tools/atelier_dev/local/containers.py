@@ -20,7 +20,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +182,6 @@ class DockerDaemon:
             self.pid = None
 
 
-def image_present(tag: str) -> bool:
-    return docker("image", "inspect", tag, timeout=30).returncode == 0
-
-
 def standin_version(tag: str) -> str | None:
     """The stand-in version ``tag`` carries: ``""`` for an image that is no stand-in, None if absent."""
     label = f'{{{{index .Config.Labels "{STANDIN_LABEL}"}}}}'
@@ -202,16 +199,15 @@ def ensure_base(name: str, log_dir: Path, *, pull: bool = True) -> str:
     """The base image ``name`` (:data:`LAMBDA_BASE` or :data:`CUDA_BASE`, with the tags SAM uses too):
     ``present`` when the real image or this version's stand-in is there, ``pulled`` when a registry gave the
     real one, ``built`` when the stand-in was built because none could."""
-    tags = _BASE_TAGS[name]
-    versions = [standin_version(tag) for tag in tags]
+    standin = _STANDINS[name]
+    versions = [standin_version(tag) for tag in standin.tags]
     if all(v is not None and v in ("", STANDIN_VERSION) for v in versions):
         return "present"
-    if pull and all(docker("pull", tag, timeout=1800).returncode == 0 for tag in tags):
+    if pull and all(docker("pull", tag, timeout=1800).returncode == 0 for tag in standin.tags):
         return "pulled"
-    rootfs = _lambda_rootfs() if name == LAMBDA_BASE else _minbase()
-    if not (rootfs / ".complete").exists():
-        (_build_lambda_rootfs if name == LAMBDA_BASE else _build_minbase)(rootfs, log_dir)
-    _import(rootfs, tags, LAMBDA_ENV if name == LAMBDA_BASE else CUDA_ENV, _BASE_CHANGES[name])
+    if not (standin.rootfs / ".complete").exists():
+        standin.build(standin.rootfs, log_dir)
+    _import(standin)
     return "built"
 
 
@@ -220,39 +216,33 @@ def ensure_lambda_base(log_dir: Path, *, pull: bool = True) -> str:
     return ensure_base(LAMBDA_BASE, log_dir, pull=pull)
 
 
-def ensure_cuda_base(log_dir: Path, *, pull: bool = True) -> str:
-    """``nvidia/cuda:...-cudnn-runtime-ubuntu24.04`` (see :func:`ensure_base`): its stand-in is Debian
-    bookworm with the image's environment and no CUDA, for running the GPU worker's image on the CPU."""
-    return ensure_base(CUDA_BASE, log_dir, pull=pull)
+@dataclass(frozen=True)
+class _Standin:
+    """How a base image's stand-in is made: its root file system, then ``docker import`` under its tags."""
+
+    tags: tuple[str, ...]
+    rootfs: Path
+    build: Callable[[Path, Path], None]  # (rootfs, log_dir)
+    env: Mapping[str, str]  # the real image's environment
+    changes: tuple[str, ...]
 
 
-_BASE_TAGS = {LAMBDA_BASE: (LAMBDA_BASE, f"{LAMBDA_BASE}-x86_64"), CUDA_BASE: (CUDA_BASE,)}
-_BASE_CHANGES = {
-    LAMBDA_BASE: ["WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]'],
-    CUDA_BASE: ['CMD ["/bin/bash"]'],
-}
+MINBASE_ROOTFS = STANDIN_CACHE / f"bookworm-v{STANDIN_VERSION}"
+LAMBDA_ROOTFS = STANDIN_CACHE / f"lambda-python3.12-v{STANDIN_VERSION}"
 
 
-def _minbase() -> Path:
-    return STANDIN_CACHE / f"bookworm-v{STANDIN_VERSION}"
-
-
-def _lambda_rootfs() -> Path:
-    return STANDIN_CACHE / f"lambda-python3.12-v{STANDIN_VERSION}"
-
-
-def _import(rootfs: Path, tags: tuple[str, ...], env: Mapping[str, str], changes: list[str]) -> None:
-    """``docker import`` the root file system under ``tags``, with the real image's environment."""
+def _import(standin: _Standin) -> None:
+    """``docker import`` the stand-in's root file system under its tags, with the real image's environment."""
     changes = [
-        *(f"ENV {k}={v}" for k, v in env.items()),
+        *(f"ENV {k}={v}" for k, v in standin.env.items()),
         f"LABEL {STANDIN_LABEL}={STANDIN_VERSION}",
-        *changes,
+        *standin.changes,
     ]
     archive = subprocess.Popen(
-        ["tar", "-C", str(rootfs), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE
+        ["tar", "-C", str(standin.rootfs), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE
     )
     imported = subprocess.run(
-        ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", tags[0]],
+        ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", standin.tags[0]],
         stdin=archive.stdout,
         env={**os.environ, "DOCKER_HOST": docker_host()},
         capture_output=True,
@@ -261,8 +251,8 @@ def _import(rootfs: Path, tags: tuple[str, ...], env: Mapping[str, str], changes
     archive.wait()
     if imported.returncode != 0:
         raise StackError(f"docker import failed: {imported.stderr}")
-    for tag in tags[1:]:
-        docker("tag", tags[0], tag, timeout=30, check=True)
+    for tag in standin.tags[1:]:
+        docker("tag", standin.tags[0], tag, timeout=30, check=True)
 
 
 def _run_logged(cmd: list[str], log: Path, **kwargs: Any) -> None:
@@ -316,11 +306,10 @@ def _build_lambda_rootfs(rootfs: Path, log_dir: Path) -> None:
     """The minimal Debian, this machine's Python 3.12 as /var/lang (with pip), awslambdaric and boto3 as the
     runtime, the RIE SAM's wheel carries, the real image's bootstrap and entrypoint, and a dnf for builds."""
     log = log_dir / "standin.log"
-    base = _minbase()
-    if not (base / ".complete").exists():
-        _build_minbase(base, log_dir)
+    if not (MINBASE_ROOTFS / ".complete").exists():
+        _build_minbase(MINBASE_ROOTFS, log_dir)
     staging = _staging()
-    _run_logged(["cp", "-a", f"{base}/.", str(staging)], log)
+    _run_logged(["cp", "-a", f"{MINBASE_ROOTFS}/.", str(staging)], log)
     (staging / ".complete").unlink()
     prefix = python312_prefix()
     lang = staging / "var" / "lang"
@@ -357,6 +346,19 @@ def _build_lambda_rootfs(rootfs: Path, log_dir: Path) -> None:
     shutil.copy2(_sam_rie(), staging / "usr" / "local" / "bin" / "aws-lambda-rie")
     (staging / "var" / "task").mkdir(parents=True, exist_ok=True)
     _complete(staging, rootfs)
+
+
+_STANDINS = {
+    LAMBDA_BASE: _Standin(
+        (LAMBDA_BASE, f"{LAMBDA_BASE}-x86_64"),
+        LAMBDA_ROOTFS,
+        _build_lambda_rootfs,
+        LAMBDA_ENV,
+        ("WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]'),
+    ),
+    # Debian with the CUDA image's environment and no CUDA: the GPU worker's image runs on the CPU in it
+    CUDA_BASE: _Standin((CUDA_BASE,), MINBASE_ROOTFS, _build_minbase, CUDA_ENV, ('CMD ["/bin/bash"]',)),
+}
 
 
 def python312_prefix() -> Path:
@@ -443,9 +445,7 @@ __all__ = [
     "docker",
     "docker_host",
     "ensure_base",
-    "ensure_cuda_base",
     "ensure_lambda_base",
-    "image_present",
     "in_container",
     "sam_env_vars",
     "write_json",

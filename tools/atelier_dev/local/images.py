@@ -98,10 +98,13 @@ def stage_anime_model(stack: LocalStack, cache: Path, name: str = "animeganv2-de
 def container_env(
     stack: LocalStack, function: str | None = None, gateway: str | None = None
 ) -> dict[str, str]:
-    """What a container on the bridge needs to use the stack: its variables (a function's, with
-    ``function``), the stack's keys, and every endpoint and queue URL through the bridge's gateway."""
-    env = stack.function_env(function) if function else dict(stack.env)
-    env["ATELIER_UPSCALE_QUEUE_URL"] = stack.queue_urls["UpscaleQueue"]
+    """What a container on the bridge needs to use the stack: a function's variables, or (with no
+    ``function``) the worker's, the stack's and its queue's; the stack's keys; every endpoint and queue URL
+    through the bridge's gateway."""
+    if function:
+        env = stack.function_env(function)
+    else:
+        env = {**stack.env, "ATELIER_UPSCALE_QUEUE_URL": stack.queue_urls["UpscaleQueue"]}
     return in_container(env, gateway or bridge_gateway())
 
 

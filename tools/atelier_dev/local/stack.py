@@ -772,13 +772,16 @@ def start_stack(data_dir: str | Path, **kwargs: Any) -> Iterator[LocalStack]:
 # --- detached stacks (atelier local up/status/down) --------------------------------------------------
 
 
-def read_state(data_dir: str | Path) -> dict[str, Any] | None:
-    """The stack.json of a detached stack, or None when there is none."""
-    path = Path(data_dir) / STATE_FILE
+def _read_record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def read_state(data_dir: str | Path) -> dict[str, Any] | None:
+    """The stack.json of a detached stack, or None when there is none."""
+    return _read_record(Path(data_dir) / STATE_FILE)
 
 
 def server_alive(info: Mapping[str, Any]) -> bool:
@@ -831,11 +834,7 @@ def start_runner(data_dir: Path, *, timeout: float = 120.0, worker: bool = True)
 
 def read_runner(data_dir: str | Path) -> dict[str, Any] | None:
     """The runner.json of a detached stack (written once it serves), or None."""
-    path = Path(data_dir) / RUNNER_FILE
-    if not path.is_file():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+    return _read_record(Path(data_dir) / RUNNER_FILE)
 
 
 def down(data_dir: str | Path, *, timeout: float = 8.0) -> list[str]:
